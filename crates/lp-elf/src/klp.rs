@@ -1,0 +1,131 @@
+//! The livepatch ELF constants, defined once.
+//!
+//! Source: the kernel's `include/uapi/linux/elf.h` (`SHF_RELA_LIVEPATCH`, `SHN_LIVEPATCH`) and
+//! `Documentation/livepatch/module-elf-format.rst` (section and symbol naming), and the parser in
+//! `kernel/livepatch/core.c` (`klp_resolve_symbols`, `klp_write_section_relocs`), which reads the
+//! names with `sscanf(".klp.sym.%55[^.].%511[^,],%lu")` and `".klp.rela.%55[^.]"`.
+
+/// `sh_flags` bit of a relocation section that the livepatch core applies (not the module loader).
+pub const SHF_RELA_LIVEPATCH: u64 = 0x0010_0000;
+/// `st_shndx` of a symbol that the livepatch core resolves by name and position.
+pub const SHN_LIVEPATCH: u16 = 0xff20;
+/// Prefix of a livepatch relocation section: `.klp.rela.<objname>.<section name>`.
+pub const KLP_RELA_PREFIX: &str = ".klp.rela.";
+/// Prefix of a livepatch symbol: `.klp.sym.<objname>.<symbol name>,<sympos>`.
+pub const KLP_SYM_PREFIX: &str = ".klp.sym.";
+/// The kernel's `MODULE_NAME_LEN - 1`: the longest object name `%55[^.]` accepts.
+pub const KLP_OBJNAME_MAX: usize = 55;
+/// The kernel's `KSYM_NAME_LEN - 1` since 6.1 (`%511[^,]`); 127 before.
+pub const KLP_SYMNAME_MAX: usize = 511;
+
+/// Why a livepatch symbol or section name cannot be emitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Object name empty, too long, or containing '.'.
+    #[error("object name `{0}` is not usable in a klp name (1..=55 characters, no '.')")]
+    BadObject(String),
+    /// Symbol name empty, too long or containing ','.
+    #[error("symbol name `{0}` is not usable in a klp name (1..=511 characters, no ',')")]
+    BadSymbol(String),
+}
+
+/// The kernel's object name for a module file name: dashes become underscores.
+pub fn module_objname(name: &str) -> String {
+    name.replace('-', "_")
+}
+
+fn check_objname(objname: &str) -> Result<(), NameError> {
+    if objname.is_empty() || objname.len() > KLP_OBJNAME_MAX || objname.contains('.') {
+        return Err(NameError::BadObject(objname.to_string()));
+    }
+    Ok(())
+}
+
+/// `.klp.sym.<objname>.<symbol>,<pos>`, checked against the kernel's parser.
+pub fn klp_sym_name(objname: &str, symbol: &str, pos: u64) -> Result<String, NameError> {
+    check_objname(objname)?;
+    if symbol.is_empty() || symbol.len() > KLP_SYMNAME_MAX || symbol.contains(',') {
+        return Err(NameError::BadSymbol(symbol.to_string()));
+    }
+    Ok(format!("{KLP_SYM_PREFIX}{objname}.{symbol},{pos}"))
+}
+
+/// `.klp.rela.<objname>.<section>`.
+pub fn klp_rela_name(objname: &str, section: &str) -> Result<String, NameError> {
+    check_objname(objname)?;
+    Ok(format!("{KLP_RELA_PREFIX}{objname}.{section}"))
+}
+
+/// Parses a `.klp.sym.` name the way `klp_resolve_symbols` does:
+/// `sscanf(name, ".klp.sym.%55[^.].%511[^,],%lu", objname, symname, &sympos)` must match all three.
+/// Returns (objname, symbol, position).
+pub fn parse_klp_sym(name: &str) -> Option<(&str, &str, u64)> {
+    let rest = name.strip_prefix(KLP_SYM_PREFIX)?;
+    let dot = rest.find('.')?;
+    let (obj, rest) = rest.split_at(dot);
+    if obj.is_empty() || obj.len() > KLP_OBJNAME_MAX {
+        return None;
+    }
+    let rest = &rest[1..];
+    let comma = rest.find(',')?;
+    let (sym, pos) = rest.split_at(comma);
+    if sym.is_empty() || sym.len() > KLP_SYMNAME_MAX {
+        return None;
+    }
+    let pos = &pos[1..];
+    // %lu accepts leading digits; we demand the whole remainder is the number, as we write it.
+    if pos.is_empty() || !pos.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((obj, sym, pos.parse().ok()?))
+}
+
+/// Parses a `.klp.rela.` section name the way `klp_write_section_relocs` does
+/// (`sscanf(secname, ".klp.rela.%55[^.]", objname)`); returns (objname, target section name).
+pub fn parse_klp_rela(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix(KLP_RELA_PREFIX)?;
+    let dot = rest.find('.')?;
+    let (obj, sec) = rest.split_at(dot);
+    if obj.is_empty() || obj.len() > KLP_OBJNAME_MAX {
+        return None;
+    }
+    Some((obj, &sec[1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sym_names_round_trip() {
+        let n = klp_sym_name("vmlinux", "cmdline_proc_show", 0).unwrap();
+        assert_eq!(n, ".klp.sym.vmlinux.cmdline_proc_show,0");
+        assert_eq!(
+            parse_klp_sym(&n),
+            Some(("vmlinux", "cmdline_proc_show", 0))
+        );
+        let n = klp_sym_name("null_blk", "foo.isra.0", 2).unwrap();
+        assert_eq!(parse_klp_sym(&n), Some(("null_blk", "foo.isra.0", 2)));
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        assert!(klp_sym_name("a.b", "x", 0).is_err());
+        assert!(klp_sym_name("vmlinux", "x,y", 0).is_err());
+        assert!(klp_sym_name(&"m".repeat(56), "x", 0).is_err());
+        assert!(klp_sym_name("vmlinux", &"s".repeat(512), 0).is_err());
+        assert!(klp_sym_name(&"m".repeat(55), &"s".repeat(511), 1).is_ok());
+        assert_eq!(parse_klp_sym(".klp.sym.vmlinux.foo"), None);
+        assert_eq!(parse_klp_sym(".klp.sym.vmlinux.foo,"), None);
+    }
+
+    #[test]
+    fn rela_names() {
+        let n = klp_rela_name("vmlinux", ".text.cmdline_proc_show").unwrap();
+        assert_eq!(n, ".klp.rela.vmlinux..text.cmdline_proc_show");
+        assert_eq!(
+            parse_klp_rela(&n),
+            Some(("vmlinux", ".text.cmdline_proc_show"))
+        );
+    }
+}

@@ -1,0 +1,102 @@
+//! Test support: where the real-object corpus is and what its `cases.tsv` says.
+//!
+//! The corpus is not copied into the repository. It is found through `LP_CORPUS` or, by default,
+//! at `../shared/corpus/kpatch-unit-x86_64` beside the repository checkout.
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The corpus directory. Panics with instructions when it is missing: tests that need it must
+/// not pass silently without it.
+pub fn corpus_dir() -> PathBuf {
+    let dir = match std::env::var_os("LP_CORPUS") {
+        Some(d) => PathBuf::from(d),
+        None => workspace_root().join("../shared/corpus/kpatch-unit-x86_64"),
+    };
+    assert!(
+        dir.join("cases.tsv").is_file(),
+        "real-object corpus not found at {}: set LP_CORPUS to the kpatch-unit-x86_64 directory",
+        dir.display()
+    );
+    dir
+}
+
+/// One row of `cases.tsv`.
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// Case name (file prefix).
+    pub name: String,
+    /// Path of the ORIG object.
+    pub orig: PathBuf,
+    /// Path of the PATCHED object.
+    pub patched: PathBuf,
+    /// `patch`, `error` or `no-change`.
+    pub outcome: String,
+    /// `(reference name, bytes)` overrides, e.g. `("JUMP_STRUCT_SIZE", 16)`.
+    pub struct_sizes: Vec<(String, u64)>,
+    /// Changed functions reported by the reference.
+    pub changed: Vec<String>,
+    /// New functions reported by the reference.
+    pub new: Vec<String>,
+}
+
+fn list(field: &str) -> Vec<String> {
+    if field == "-" || field.is_empty() {
+        Vec::new()
+    } else {
+        let mut v: Vec<String> = field.split(',').map(str::to_string).collect();
+        v.sort();
+        v
+    }
+}
+
+/// Every case of the corpus.
+pub fn cases() -> Vec<Case> {
+    let dir = corpus_dir();
+    let text = std::fs::read_to_string(dir.join("cases.tsv")).expect("read cases.tsv");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            assert!(f.len() >= 6, "bad cases.tsv row: {l}");
+            let struct_sizes = if f[3] == "-" {
+                Vec::new()
+            } else {
+                f[3].split(',')
+                    .filter_map(|kv| {
+                        let (k, v) = kv.split_once('=')?;
+                        Some((k.to_string(), v.parse().ok()?))
+                    })
+                    .collect()
+            };
+            Case {
+                name: f[0].to_string(),
+                orig: dir.join(format!("{}.ORIG.o", f[0])),
+                patched: dir.join(f[1]),
+                outcome: f[2].to_string(),
+                struct_sizes,
+                changed: list(f[4]),
+                new: list(f[5]),
+            }
+        })
+        .collect()
+}
+
+/// Every `.o` file of the corpus.
+pub fn corpus_objects() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(corpus_dir())
+        .expect("read corpus dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "o"))
+        .collect();
+    v.sort();
+    v
+}
