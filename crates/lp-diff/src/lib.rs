@@ -1,1 +1,244 @@
-//! placeholder
+//! The object differ: compares the original and the patched copy of one kernel object (built
+//! with `-ffunction-sections -fdata-sections`) and produces the patch object for that
+//! translation unit plus a record of what it patches.
+//!
+//! Stages (one module each): [`view`] indexes an object (bundled symbols, relocation targets),
+//! [`correlate`] pairs orig and patched symbols, [`compare`] marks changed and new functions,
+//! [`include`] computes the closure of what the patch needs and collects refusals,
+//! [`special`] regenerates the kernel's special sections for the included functions,
+//! [`klp_reloc`] turns references to symbols outside the patch into normal or livepatch
+//! relocations, [`output`] writes the patch object and its record.
+//!
+//! Architecture invariant: this crate does no I/O and starts no process. Callers pass bytes in
+//! and get bytes and data out.
+
+#![deny(missing_docs)]
+
+pub mod compare;
+pub mod correlate;
+pub mod hooks;
+pub mod include;
+pub mod klp_reloc;
+pub mod names;
+pub mod output;
+pub mod parent;
+pub mod special;
+pub mod view;
+pub mod x86;
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+
+pub use parent::Parent;
+
+/// What the caller tells the differ about the object being diffed.
+#[derive(Debug, Clone, Default)]
+pub struct DiffOptions {
+    /// The livepatch object name: `vmlinux` or the module name (dashes as underscores).
+    pub object_name: String,
+    /// The object's path in the build (`fs/proc/cmdline.o`), for messages and to find its
+    /// source file among the parent's `STT_FILE` symbols.
+    pub source_name: String,
+    /// Entry sizes of special sections by section name (`__jump_table` -> 16).
+    pub entry_sizes: BTreeMap<String, u64>,
+    /// The symbol table the patched code is resolved against; `None`: the ORIG object itself.
+    pub parent: Option<Parent>,
+    /// Symbols exported by vmlinux (from Module.symvers). `None`: every symbol undefined in the
+    /// ORIG object counts as exported and every global defined in it as unexported unless it has
+    /// a `__ksymtab_` entry there.
+    pub exports: Option<HashSet<String>>,
+    /// A prefix, unique per object in one module, for the global aliases the differ gives to
+    /// patched functions and callbacks (the generated C refers to them).
+    pub alias_prefix: String,
+}
+
+/// The differ's verdict for one object pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// A patch object was produced.
+    Patch,
+    /// Nothing functional changed.
+    NoChange,
+    /// The change cannot be live-patched safely; see the errors.
+    Refused,
+}
+
+/// One problem found while diffing, with where it is and what the author can do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Diagnostic {
+    /// The object (`fs/proc/meminfo.o`).
+    pub object: String,
+    /// The section concerned.
+    pub section: String,
+    /// The symbol concerned (may be empty).
+    pub symbol: String,
+    /// What is wrong and what to do instead.
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: ", self.object)?;
+        if !self.symbol.is_empty() {
+            write!(f, "{} ", self.symbol)?;
+        }
+        write!(f, "[{}]: {}", self.section, self.message)
+    }
+}
+
+/// A function the patch replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FuncRecord {
+    /// The function's name in the running kernel (the ORIG object's name).
+    pub old_name: String,
+    /// Its position among same-named symbols of the object (0: unique).
+    pub old_sympos: u64,
+    /// The global alias of the new version in the patch object.
+    pub new_symbol: String,
+}
+
+/// A callback declared with the hooks macros.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackRecord {
+    /// `pre_patch`, `post_patch`, `pre_unpatch` or `post_unpatch`.
+    pub kind: String,
+    /// The global alias of the callback function in the patch object.
+    pub symbol: String,
+    /// Declaration order within the object.
+    pub order: u64,
+    /// For `KPATCH_LOAD_HOOK`/`KPATCH_UNLOAD_HOOK` style hooks: `void fn(void)`.
+    pub void_hook: bool,
+}
+
+/// A system state declared with `LP_STATE(id, version)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRecord {
+    /// `klp_state.id`.
+    pub id: u64,
+    /// `klp_state.version`.
+    pub version: u32,
+}
+
+/// A relocation the livepatch core must resolve (informational copy; the one that travels
+/// through the link is the `.lp.klp_relocs` section of the patch object).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KlpRelocRecord {
+    /// The section of the patch object holding the place.
+    pub section: String,
+    /// Offset of the place in it.
+    pub offset: u64,
+    /// `R_X86_64_*`.
+    pub r_type: u32,
+    /// `.klp.sym.<obj>.<sym>,<pos>`.
+    pub symbol: String,
+    /// Addend.
+    pub addend: i64,
+}
+
+/// Everything the module emitter needs to know about one patch object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchRecord {
+    /// The livepatch object name (`vmlinux` or a module).
+    pub object: String,
+    /// The object's path in the build.
+    pub source: String,
+    /// Patched functions.
+    pub functions: Vec<FuncRecord>,
+    /// Callbacks.
+    pub callbacks: Vec<CallbackRecord>,
+    /// System states.
+    pub states: Vec<StateRecord>,
+    /// Livepatch relocations.
+    pub klp_relocs: Vec<KlpRelocRecord>,
+}
+
+/// The result of diffing one object pair.
+#[derive(Debug, Clone)]
+pub struct DiffResult {
+    /// The verdict.
+    pub outcome: Outcome,
+    /// Changed functions (ORIG names), sorted.
+    pub changed_functions: Vec<String>,
+    /// New functions (PATCHED names), sorted.
+    pub new_functions: Vec<String>,
+    /// Refusals: when not empty, the outcome is `Refused`.
+    pub errors: Vec<Diagnostic>,
+    /// Things the author should know that do not stop the patch.
+    pub warnings: Vec<Diagnostic>,
+    /// Why each changed function counts as changed (a short instruction diff).
+    pub explanations: BTreeMap<String, String>,
+    /// The patch object, when the outcome is `Patch`.
+    pub output: Option<Vec<u8>>,
+    /// The record for the module emitter, when the outcome is `Patch`.
+    pub record: PatchRecord,
+}
+
+/// Errors that stop the differ before it can judge the change (unreadable input).
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// The ORIG or PATCHED bytes are not an object we can read.
+    #[error("{which} object: {source}")]
+    Elf {
+        /// `orig` or `patched`.
+        which: &'static str,
+        /// The ELF error.
+        #[source]
+        source: lp_elf::Error,
+    },
+    /// The two objects are not of the same kind (machine, type).
+    #[error("objects do not match: {0}")]
+    Mismatch(String),
+    /// The patch object could not be written.
+    #[error("writing the patch object: {0}")]
+    Write(#[from] lp_elf::Error),
+}
+
+/// Section and layout constants of the metadata the differ writes for the module emitter.
+pub mod meta {
+    /// Section of `struct lp_klp_reloc` entries (see [`KLP_RELOC_ENTRY_SIZE`]).
+    pub const KLP_RELOCS_SECTION: &str = ".lp.klp_relocs";
+    /// Section of the NUL-terminated `.klp.sym.` names the entries point to.
+    pub const KLP_STRS_SECTION: &str = ".lp.klp_strs";
+    /// `struct lp_klp_reloc { u64 place; u64 name; u32 type; u32 reserved; s64 addend; }`:
+    /// `place` carries an `R_X86_64_64` relocation to the patched place (section + offset),
+    /// `name` one to the symbol name string in [`KLP_STRS_SECTION`].
+    pub const KLP_RELOC_ENTRY_SIZE: u64 = 32;
+}
+
+/// Diffs one object pair.
+pub fn diff(orig: &[u8], patched: &[u8], opts: &DiffOptions) -> Result<DiffResult, DiffError> {
+    let orig = lp_elf::Object::parse(orig).map_err(|source| DiffError::Elf {
+        which: "orig",
+        source,
+    })?;
+    let patched = lp_elf::Object::parse(patched).map_err(|source| DiffError::Elf {
+        which: "patched",
+        source,
+    })?;
+    diff_objects(&orig, &patched, opts)
+}
+
+/// Diffs two parsed objects.
+pub fn diff_objects(
+    orig: &lp_elf::Object,
+    patched: &lp_elf::Object,
+    opts: &DiffOptions,
+) -> Result<DiffResult, DiffError> {
+    if orig.e_machine != patched.e_machine || orig.e_type != patched.e_type {
+        return Err(DiffError::Mismatch(format!(
+            "machine {}/{} and type {}/{} differ",
+            orig.e_machine, patched.e_machine, orig.e_type, patched.e_type
+        )));
+    }
+    if orig.e_type != object::elf::ET_REL.0 {
+        return Err(DiffError::Mismatch(
+            "not relocatable objects (ET_REL): pass the .o files the compiler produced".into(),
+        ));
+    }
+    let o = view::View::new(orig);
+    let p = view::View::new(patched);
+    let corr = correlate::correlate(&o, &p);
+    let cmp = compare::compare(&o, &p, &corr);
+    include::run(&o, &p, &corr, &cmp, opts)
+}

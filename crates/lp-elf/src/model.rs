@@ -357,3 +357,200 @@ impl Object {
             .count()
     }
 }
+
+/// How section and symbol indices moved in [`Object::remove_sections`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Renumbering {
+    /// For each old section index, its new index (`None`: removed).
+    pub sections: Vec<Option<u32>>,
+    /// For each old symbol index, its new index (`None`: removed).
+    pub symbols: Vec<Option<u32>>,
+}
+
+impl Object {
+    /// Removes the sections `remove`, the relocation sections that apply to them, and the symbols
+    /// defined in any removed section; renumbers every section reference that remains (symbol
+    /// sections, relocation targets, `SHF_INFO_LINK` infos, `sh_link`s, group members) and every
+    /// symbol reference (relocations, group signatures). Group members that are removed are
+    /// dropped from their group. Relative order of what remains is kept, so locals stay first.
+    ///
+    /// Fails, leaving the object unchanged, when an index is out of range, names the null
+    /// section or one of the regenerated tables, or when something that remains would refer to
+    /// a removed symbol (a relocation, a group signature) or a removed section (an `sh_link` or
+    /// `SHF_INFO_LINK` info).
+    pub fn remove_sections(&mut self, remove: &[usize]) -> crate::Result<Renumbering> {
+        let nsec = self.sections.len();
+        let mut gone = vec![false; nsec];
+        for &i in remove {
+            let Some(s) = self.sections.get(i) else {
+                return Err(crate::Error::Write(format!(
+                    "cannot remove section {i}: there are {nsec}"
+                )));
+            };
+            if matches!(
+                s.data,
+                SectionData::Null
+                    | SectionData::SymTab
+                    | SectionData::StrTab
+                    | SectionData::ShStrTab
+                    | SectionData::SymTabShndx
+            ) {
+                return Err(crate::Error::Write(format!(
+                    "cannot remove section {i} ({}): the null section and the symbol and string \
+                     tables stay",
+                    s.name_str()
+                )));
+            }
+            gone[i] = true;
+        }
+        // Relocation sections of removed sections go too.
+        for (i, s) in self.sections.iter().enumerate() {
+            if s.is_reloc() && gone.get(s.info as usize).copied().unwrap_or(false) {
+                gone[i] = true;
+            }
+        }
+
+        let mut sec_map = vec![None; nsec];
+        let mut next = 0u32;
+        for (i, slot) in sec_map.iter_mut().enumerate() {
+            if !gone[i] {
+                *slot = Some(next);
+                next += 1;
+            }
+        }
+        let sym_gone: Vec<bool> = self
+            .symbols
+            .iter()
+            .map(|s| match s.section {
+                SymSection::Section(i) => gone.get(i as usize).copied().unwrap_or(false),
+                _ => false,
+            })
+            .collect();
+        let mut sym_map = vec![None; self.symbols.len()];
+        let mut next = 0u32;
+        for (i, slot) in sym_map.iter_mut().enumerate() {
+            if !sym_gone[i] {
+                *slot = Some(next);
+                next += 1;
+            }
+        }
+
+        // Check that nothing remaining refers to what goes.
+        let is_gone_sym = |i: u32| sym_gone.get(i as usize).copied().unwrap_or(false);
+        let is_gone_sec = |i: u32| gone.get(i as usize).copied().unwrap_or(false);
+        for (i, s) in self.sections.iter().enumerate() {
+            if gone[i] {
+                continue;
+            }
+            if s.link != 0 && is_gone_sec(s.link) {
+                return Err(crate::Error::Write(format!(
+                    "cannot remove sections: {} links to removed section {}",
+                    s.name_str(),
+                    s.link
+                )));
+            }
+            match &s.data {
+                SectionData::Relocs { relocs, .. } => {
+                    if let Some(r) = relocs.iter().find(|r| is_gone_sym(r.sym)) {
+                        let what = match self.symbols.get(r.sym as usize) {
+                            Some(sym) if sym.name.is_empty() => format!(
+                                "the section symbol of {}",
+                                sym.section_index()
+                                    .and_then(|i| self.sections.get(i))
+                                    .map(|t| t.name_str().into_owned())
+                                    .unwrap_or_default()
+                            ),
+                            Some(sym) => format!("`{}`", sym.name_str()),
+                            None => format!("symbol {}", r.sym),
+                        };
+                        return Err(crate::Error::Write(format!(
+                            "cannot remove sections: {} has a relocation at {:#x} against {what}, \
+                             defined in a removed section",
+                            s.name_str(),
+                            r.offset,
+                        )));
+                    }
+                }
+                SectionData::Group { .. } => {
+                    if is_gone_sym(s.info) {
+                        return Err(crate::Error::Write(format!(
+                            "cannot remove sections: the signature of group {} is defined in a \
+                             removed section",
+                            s.name_str()
+                        )));
+                    }
+                }
+                _ => {
+                    if s.flags & elf::SHF_INFO_LINK.0 != 0 && is_gone_sec(s.info) {
+                        return Err(crate::Error::Write(format!(
+                            "cannot remove sections: the info of {} names removed section {}",
+                            s.name_str(),
+                            s.info
+                        )));
+                    }
+                }
+            }
+        }
+
+        // Apply.
+        let remap_sec = |i: u32| -> u32 { sec_map.get(i as usize).copied().flatten().unwrap_or(i) };
+        let old_sections = std::mem::take(&mut self.sections);
+        for (i, mut s) in old_sections.into_iter().enumerate() {
+            if gone[i] {
+                continue;
+            }
+            if s.link != 0 {
+                s.link = remap_sec(s.link);
+            }
+            match &mut s.data {
+                SectionData::Relocs { .. } => s.info = remap_sec(s.info),
+                SectionData::Group { members, .. } => {
+                    members.retain(|&m| !is_gone_sec(m));
+                    for m in members.iter_mut() {
+                        *m = remap_sec(*m);
+                    }
+                }
+                SectionData::Null
+                | SectionData::SymTab
+                | SectionData::StrTab
+                | SectionData::ShStrTab
+                | SectionData::SymTabShndx => {}
+                SectionData::Bytes(_) | SectionData::NoBits(_) => {
+                    if s.flags & elf::SHF_INFO_LINK.0 != 0 {
+                        s.info = remap_sec(s.info);
+                    }
+                }
+            }
+            self.sections.push(s);
+        }
+        let old_symbols = std::mem::take(&mut self.symbols);
+        for (i, mut sym) in old_symbols.into_iter().enumerate() {
+            if sym_gone[i] {
+                continue;
+            }
+            if let SymSection::Section(x) = sym.section {
+                let n = remap_sec(x);
+                sym.section = SymSection::Section(n);
+                sym.st_shndx = if n < u32::from(elf::SHN_LORESERVE) {
+                    n as u16
+                } else {
+                    elf::SHN_XINDEX.0
+                };
+            }
+            self.symbols.push(sym);
+        }
+        let flat: Vec<u32> = sym_map.iter().map(|m| m.unwrap_or(0)).collect();
+        self.remap_symbols(&flat);
+        // The symbol table's info is its local count.
+        let nlocal = self.num_locals() as u32;
+        for s in &mut self.sections {
+            if matches!(s.data, SectionData::SymTab) {
+                s.info = nlocal;
+            }
+        }
+        Ok(Renumbering {
+            sections: sec_map,
+            symbols: sym_map,
+        })
+    }
+}

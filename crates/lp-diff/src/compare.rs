@@ -1,0 +1,291 @@
+//! Marks every patched section and symbol as same, changed or new.
+//!
+//! Sections compare relocation-aware: bytes plus normalised relocation targets (the ORIG name
+//! of a correlated symbol, string contents, addends), so a moved callee is no change and a
+//! changed string is one. A function whose only difference is a `__LINE__` immediate feeding a
+//! WARN/might_sleep/printk call counts as unchanged.
+
+use crate::correlate::Correlation;
+use crate::names;
+use crate::view::{Target, View};
+use crate::x86;
+use lp_elf::SectionData;
+
+/// The state of a patched element relative to ORIG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Identical (up to relocation spelling).
+    Same,
+    /// Present in both, different.
+    Changed,
+    /// Only in PATCHED.
+    New,
+}
+
+/// The comparison.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// Per patched section.
+    pub sec: Vec<Status>,
+    /// Per patched symbol (functions and objects; others are `Same` or `New`).
+    pub sym: Vec<Status>,
+    /// Patched functions whose change was only `__LINE__` immediates.
+    pub line_only: Vec<usize>,
+    /// Per changed patched function: a short listing of the difference.
+    pub explanations: Vec<(usize, String)>,
+}
+
+fn targets_equal(o: &View, p: &View, c: &Correlation, ot: &Target, pt: &Target) -> bool {
+    match (ot, pt) {
+        (Target::Str(a), Target::Str(b)) | (Target::Const(a), Target::Const(b)) => a == b,
+        (
+            Target::Sym {
+                sym: os,
+                addend: oa,
+            },
+            Target::Sym {
+                sym: ps,
+                addend: pa,
+            },
+        ) => {
+            if oa != pa {
+                return false;
+            }
+            match c.p2o.get(*ps).copied().flatten() {
+                Some(twin) => twin == *os,
+                None => {
+                    // Uncorrelated: only special statics and undefined symbols may match by
+                    // canonical name; anything else is a reference to something new.
+                    let (on, pn) = (o.name(*os), p.name(*ps));
+                    let osym = &o.obj.symbols[*os];
+                    let psym = &p.obj.symbols[*ps];
+                    if psym.is_undef() && osym.is_undef() {
+                        return on == pn;
+                    }
+                    names::is_special_static_name(pn)
+                        && names::canonical(on) == names::canonical(pn)
+                }
+            }
+        }
+        (
+            Target::Sec {
+                sec: osec,
+                addend: oa,
+            },
+            Target::Sec {
+                sec: psec,
+                addend: pa,
+            },
+        ) => {
+            let (on, pn) = (o.sec_name(*osec), p.sec_name(*psec));
+            match c.sec_p2o.get(*psec).copied().flatten() {
+                // Out-of-line code containers shift when any user changes.
+                Some(twin) if names::is_shared_code_container(&pn) => twin == *osec,
+                Some(twin) => twin == *osec && oa == pa,
+                None => {
+                    names::is_numbered_section(&pn)
+                        && names::canonical(&on) == names::canonical(&pn)
+                        && oa == pa
+                }
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Compares relocations of two sections; true when equivalent.
+fn relocs_equal(o: &View, osec: usize, p: &View, psec: usize, c: &Correlation) -> bool {
+    let (or, pr) = (o.relocs(osec), p.relocs(psec));
+    if or.len() != pr.len() {
+        return false;
+    }
+    let mut or: Vec<_> = or.iter().collect();
+    let mut pr: Vec<_> = pr.iter().collect();
+    or.sort_by_key(|r| r.offset);
+    pr.sort_by_key(|r| r.offset);
+    or.iter().zip(&pr).all(|(a, b)| {
+        a.offset == b.offset
+            && a.r_type == b.r_type
+            && targets_equal(o, p, c, &o.target(osec, a), &p.target(psec, b))
+    })
+}
+
+fn data_equal(o: &View, osec: usize, p: &View, psec: usize) -> bool {
+    let (a, b) = (&o.obj.sections[osec], &p.obj.sections[psec]);
+    a.sh_type == b.sh_type
+        && match (&a.data, &b.data) {
+            (SectionData::Bytes(x), SectionData::Bytes(y)) => x == y,
+            (SectionData::NoBits(x), SectionData::NoBits(y)) => x == y,
+            (SectionData::Group { flags: f1, members: m1 }, SectionData::Group { flags: f2, members: m2 }) => {
+                f1 == f2 && m1.len() == m2.len()
+            }
+            (x, y) => std::mem::discriminant(x) == std::mem::discriminant(y),
+        }
+}
+
+fn describe(t: &Target, v: &View) -> String {
+    match t {
+        Target::Sym { sym, addend } => {
+            let n = names::canonical(v.name(*sym));
+            if *addend == 0 || *addend == -4 {
+                n
+            } else {
+                format!("{n}{addend:+}")
+            }
+        }
+        Target::Str(s) => format!("\"{}\"", String::from_utf8_lossy(s).escape_debug()),
+        Target::Const(b) => format!("const {b:02x?}"),
+        Target::Sec { sec, addend } => format!("{}{addend:+}", v.sec_name(*sec)),
+    }
+}
+
+/// A short unified diff of the two instruction listings.
+fn explain(o: &View, osec: usize, p: &View, psec: usize, c: &Correlation) -> String {
+    let listing = |v: &View, sec: usize, twin: &dyn Fn(usize) -> usize| {
+        let relocs = v.relocs(sec);
+        x86::listing(v.obj.sections[sec].bytes(), &|start, end| {
+            relocs
+                .iter()
+                .find(|r| r.offset >= start && r.offset < end)
+                .map(|r| match v.target(sec, r) {
+                    Target::Sym { sym, addend } => {
+                        describe(&Target::Sym { sym: twin(sym), addend }, v)
+                    }
+                    t => describe(&t, v),
+                })
+        })
+    };
+    let a = listing(o, osec, &|s| s);
+    let b = listing(p, psec, &|s| s);
+    let _ = c;
+    let a = a.join("\n");
+    let b = b.join("\n");
+    let diff = similar::TextDiff::from_lines(&a, &b);
+    let mut out = String::new();
+    for (n, change) in diff
+        .iter_all_changes()
+        .filter(|ch| ch.tag() != similar::ChangeTag::Equal)
+        .enumerate()
+    {
+        if n >= 12 {
+            out.push_str("  ...\n");
+            break;
+        }
+        let sign = match change.tag() {
+            similar::ChangeTag::Delete => '-',
+            similar::ChangeTag::Insert => '+',
+            similar::ChangeTag::Equal => ' ',
+        };
+        out.push_str(&format!("  {sign} {}", change.value()));
+        if !change.value().ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    if out.is_empty() {
+        out.push_str("  (same instructions; relocation targets or data differ)\n");
+    }
+    out
+}
+
+/// Compares the objects.
+pub fn compare(o: &View, p: &View, c: &Correlation) -> Comparison {
+    let mut sec = vec![Status::New; p.obj.sections.len()];
+    let mut line_only = Vec::new();
+    for (psec, s) in p.obj.sections.iter().enumerate() {
+        if s.is_reloc() {
+            continue;
+        }
+        let Some(osec) = c.sec_p2o[psec] else {
+            continue;
+        };
+        let bytes_same = data_equal(o, osec, p, psec);
+        let relocs_same = relocs_equal(o, osec, p, psec, c);
+        sec[psec] = if bytes_same && relocs_same {
+            Status::Same
+        } else if relocs_same && s.is_exec() {
+            let relocs = p.relocs(psec);
+            let callee_at = |off: u64| {
+                relocs
+                    .iter()
+                    .find(|r| r.offset == off)
+                    .map(|r| match p.target(psec, r) {
+                        Target::Sym { sym, .. } => p.name(sym).to_string(),
+                        _ => String::new(),
+                    })
+            };
+            if x86::line_only_change(o.obj.sections[osec].bytes(), s.bytes(), &callee_at) {
+                if let Some(f) = p.bundled[psec] {
+                    line_only.push(f);
+                }
+                Status::Same
+            } else {
+                Status::Changed
+            }
+        } else {
+            Status::Changed
+        };
+    }
+    // Relocation sections share their target's status.
+    for (psec, s) in p.obj.sections.iter().enumerate() {
+        if s.is_reloc() {
+            sec[psec] = sec.get(s.info as usize).copied().unwrap_or(Status::New);
+        }
+    }
+
+    let mut sym = vec![Status::Same; p.obj.symbols.len()];
+    for (i, s) in p.obj.symbols.iter().enumerate().skip(1) {
+        if s.is_undef() {
+            continue;
+        }
+        sym[i] = match c.p2o[i] {
+            None => Status::New,
+            Some(_) => match s.section_index() {
+                Some(psec) if p.bundled[psec] == Some(i) => sec[psec],
+                Some(psec) if s.is_func() || s.is_object() => {
+                    // A symbol in a shared section: changed when its bytes or relocations are.
+                    if sec[psec] == Status::Same {
+                        Status::Same
+                    } else {
+                        Status::Changed
+                    }
+                }
+                _ => Status::Same,
+            },
+        };
+    }
+    // A changed or new child (`.cold`, `.part`) makes its parent changed.
+    for i in 0..p.obj.symbols.len() {
+        if sym[i] == Status::Same || !p.obj.symbols[i].is_func() {
+            continue;
+        }
+        if let Some(pi) = p.child_parent(i) {
+            if sym[pi] == Status::Same {
+                sym[pi] = Status::Changed;
+            }
+        }
+    }
+    // Prefix padding shares its function's status.
+    for i in 0..p.obj.symbols.len() {
+        if names::is_function_prefix(p.name(i)) {
+            sym[i] = Status::Same;
+        }
+    }
+
+    let mut explanations = Vec::new();
+    for (i, s) in p.obj.symbols.iter().enumerate() {
+        if sym[i] != Status::Changed || !s.is_func() || p.child_parent(i).is_some() {
+            continue;
+        }
+        if let (Some(psec), Some(osym)) = (s.section_index(), c.p2o[i]) {
+            if let Some(osec) = o.obj.symbols[osym].section_index() {
+                explanations.push((i, explain(o, osec, p, psec, c)));
+            }
+        }
+    }
+    Comparison {
+        sec,
+        sym,
+        line_only,
+        explanations,
+    }
+}

@@ -1,0 +1,117 @@
+//! Reads the hooks-macros annotations from the PATCHED object (and only there): callbacks,
+//! legacy load/unload hooks, system states, ignored functions and sections.
+//! Formats: docs/CONTRACTS.md.
+
+use crate::view::{Target, View};
+use std::collections::HashSet;
+
+/// One callback found in the patched object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    /// `pre_patch`, `post_patch`, `pre_unpatch`, `post_unpatch`.
+    pub kind: &'static str,
+    /// The callback function (patched symbol index).
+    pub func: usize,
+    /// Declaration order.
+    pub order: u64,
+    /// A `void fn(void)` hook.
+    pub void_hook: bool,
+}
+
+/// Everything the annotations say.
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    /// Callbacks, in declaration order per kind.
+    pub callbacks: Vec<Callback>,
+    /// `(id, version)` states.
+    pub states: Vec<(u64, u32)>,
+    /// Functions never to include.
+    pub ignored_functions: HashSet<usize>,
+    /// Sections never to include.
+    pub ignored_sections: HashSet<String>,
+    /// Problems reading them.
+    pub problems: Vec<(String, String)>,
+}
+
+const CALLBACK_SECTIONS: &[(&str, &str, bool, bool)] = &[
+    // (section, kind, void hook, kpatch layout)
+    (".lp.callbacks.pre_patch", "pre_patch", false, false),
+    (".lp.callbacks.post_patch", "post_patch", false, false),
+    (".lp.callbacks.pre_unpatch", "pre_unpatch", false, false),
+    (".lp.callbacks.post_unpatch", "post_unpatch", false, false),
+    (".lp.hooks.load", "post_patch", true, false),
+    (".lp.hooks.unload", "pre_unpatch", true, false),
+    (".kpatch.callbacks.pre_patch", "pre_patch", false, true),
+    (".kpatch.callbacks.post_patch", "post_patch", false, true),
+    (".kpatch.callbacks.pre_unpatch", "pre_unpatch", false, true),
+    (".kpatch.callbacks.post_unpatch", "post_unpatch", false, true),
+    (".kpatch.hooks.load", "post_patch", true, true),
+    (".kpatch.hooks.unload", "pre_unpatch", true, true),
+];
+
+fn read_u64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+}
+
+fn read_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+}
+
+/// Reads the annotations of `p`.
+pub fn read(p: &View) -> Hooks {
+    let mut h = Hooks::default();
+    for (sec, s) in p.obj.sections.iter().enumerate() {
+        let name = s.name_str();
+        if let Some(&(_, kind, void_hook, kpatch)) =
+            CALLBACK_SECTIONS.iter().find(|(n, ..)| *n == name)
+        {
+            let bytes = s.bytes();
+            let mut relocs: Vec<_> = p.relocs(sec).iter().collect();
+            relocs.sort_by_key(|r| r.offset);
+            for r in relocs {
+                if r.offset % 16 != 0 {
+                    continue; // kpatch's objname field
+                }
+                let Target::Sym { sym, .. } = p.target(sec, r) else {
+                    h.problems.push((name.to_string(), "entry does not point to a function".into()));
+                    continue;
+                };
+                let order = if kpatch {
+                    r.offset / 16
+                } else {
+                    usize::try_from(r.offset)
+                        .ok()
+                        .and_then(|o| read_u64(bytes, o.checked_add(8)?))
+                        .unwrap_or(r.offset / 16)
+                };
+                h.callbacks.push(Callback {
+                    kind,
+                    func: sym,
+                    order,
+                    void_hook,
+                });
+            }
+        } else if name == ".lp.states" {
+            let b = s.bytes();
+            for at in (0..b.len() / 16).map(|k| k * 16) {
+                if let (Some(id), Some(v)) = (read_u64(b, at), read_u32(b, at + 8)) {
+                    h.states.push((id, v));
+                }
+            }
+        } else if name == ".lp.ignore.functions" || name == ".kpatch.ignore.functions" {
+            for r in p.relocs(sec) {
+                if let Target::Sym { sym, .. } = p.target(sec, r) {
+                    h.ignored_functions.insert(sym);
+                }
+            }
+        } else if name == ".lp.ignore.sections" || name == ".kpatch.ignore.sections" {
+            for r in p.relocs(sec) {
+                if let Target::Str(s) = p.target(sec, r) {
+                    h.ignored_sections.insert(String::from_utf8_lossy(s).into_owned());
+                }
+            }
+        }
+    }
+    h.callbacks.sort_by(|a, b| a.kind.cmp(b.kind).then(a.order.cmp(&b.order)));
+    h
+}

@@ -1,0 +1,73 @@
+//! The kernel's special sections, table-driven: which entries belong to the included
+//! functions, and what they need.
+//!
+//! An entry belongs to a function when the relocation of its first field points into that
+//! function's section. Entry sizes come from the caller (the kernel being patched) except for
+//! the sections whose format is a plain array of 4- or 8-byte place-relative pointers.
+
+/// How an entry of a special section is found and kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    /// Section name.
+    pub name: &'static str,
+    /// Entry size when fixed by the format; `None`: must be supplied.
+    pub fixed_size: Option<u64>,
+    /// The parallel section whose entries are kept with these (`.orc_unwind` for
+    /// `.orc_unwind_ip`), and its entry size source name.
+    pub parallel: Option<&'static str>,
+    /// When the entry's second relocation is a key (static key / static call key) that must
+    /// not live in a module.
+    pub key_field: Option<u64>,
+}
+
+/// The table.
+pub const SPECIALS: &[Spec] = &[
+    Spec { name: "__bug_table", fixed_size: None, parallel: None, key_field: None },
+    Spec { name: "__ex_table", fixed_size: None, parallel: None, key_field: None },
+    Spec { name: "__jump_table", fixed_size: None, parallel: None, key_field: Some(8) },
+    Spec { name: ".static_call_sites", fixed_size: None, parallel: None, key_field: Some(4) },
+    Spec { name: ".altinstructions", fixed_size: None, parallel: None, key_field: None },
+    Spec { name: ".parainstructions", fixed_size: None, parallel: None, key_field: None },
+    Spec { name: ".printk_index", fixed_size: None, parallel: None, key_field: None },
+    Spec { name: ".smp_locks", fixed_size: Some(4), parallel: None, key_field: None },
+    Spec { name: ".retpoline_sites", fixed_size: Some(4), parallel: None, key_field: None },
+    Spec { name: ".return_sites", fixed_size: Some(4), parallel: None, key_field: None },
+    Spec { name: ".call_sites", fixed_size: Some(4), parallel: None, key_field: None },
+    Spec { name: ".ibt_endbr_seal", fixed_size: Some(4), parallel: None, key_field: None },
+    Spec { name: ".kcfi_traps", fixed_size: Some(4), parallel: None, key_field: None },
+    Spec { name: "__mcount_loc", fixed_size: Some(8), parallel: None, key_field: None },
+    Spec { name: ".orc_unwind_ip", fixed_size: Some(4), parallel: Some(".orc_unwind"), key_field: None },
+];
+
+/// The spec of a section, if special. `.orc_unwind` itself is handled through its parallel.
+pub fn spec(name: &str) -> Option<&'static Spec> {
+    SPECIALS.iter().find(|s| s.name == name)
+}
+
+/// True for sections handled only through another's entries.
+pub fn is_parallel(name: &str) -> bool {
+    SPECIALS.iter().any(|s| s.parallel == Some(name))
+}
+
+/// Entry size of a special section: fixed, or from the caller's table.
+pub fn entry_size(
+    spec: &Spec,
+    sizes: &std::collections::BTreeMap<String, u64>,
+) -> Option<u64> {
+    sizes.get(spec.name).copied().or(spec.fixed_size)
+}
+
+/// The corpus README's names for entry sizes (`JUMP_STRUCT_SIZE`) mapped to sections.
+pub fn section_for_reference_name(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "PARA_STRUCT_SIZE" => ".parainstructions",
+        "EX_STRUCT_SIZE" => "__ex_table",
+        "BUG_STRUCT_SIZE" => "__bug_table",
+        "ALT_STRUCT_SIZE" => ".altinstructions",
+        "JUMP_STRUCT_SIZE" => "__jump_table",
+        "ORC_STRUCT_SIZE" => ".orc_unwind",
+        "STATIC_CALL_STRUCT_SIZE" => ".static_call_sites",
+        "PRINTK_INDEX_STRUCT_SIZE" => ".printk_index",
+        _ => return None,
+    })
+}

@@ -1,0 +1,128 @@
+//! The real-object corpus (kpatch-unit-x86_64): every case's outcome and its sets of changed and
+//! new functions must agree with the reference tool, except the deliberate differences listed
+//! below with their reasons. Every patch object is checked by goblin and by the kernel's rules.
+
+use lp_diff::{diff, DiffOptions, Outcome};
+use std::collections::{BTreeMap, HashSet};
+
+/// Cases where we decide differently from the reference on purpose: (case, reason).
+const DELIBERATE: &[(&str, &str)] = &[];
+
+fn options(case: &lp_testutil::Case) -> DiffOptions {
+    // Defaults from the corpus README, then the row's overrides.
+    let mut sizes: BTreeMap<String, u64> = [
+        (".parainstructions", 16),
+        ("__ex_table", 12),
+        ("__bug_table", 12),
+        (".altinstructions", 13),
+        ("__jump_table", 24),
+        (".orc_unwind", 6),
+        (".static_call_sites", 8),
+        (".printk_index", 44),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    for (k, v) in &case.struct_sizes {
+        let sec = lp_diff::special::section_for_reference_name(k)
+            .unwrap_or_else(|| panic!("unknown size name {k}"));
+        sizes.insert(sec.to_string(), *v);
+    }
+    DiffOptions {
+        object_name: "vmlinux".into(),
+        source_name: case.name.clone(),
+        entry_sizes: sizes,
+        parent: None,
+        exports: None,
+        alias_prefix: "__lp_t_".into(),
+    }
+}
+
+/// The kernel's rules on a patch object (see lp_elf::klp): every relocation's symbol is
+/// defined, exported by the object (`__ksymtab_`), or undefined in the PATCHED object too (defined elsewhere in the kernel: with no
+/// Module.symvers for the corpus, assumed exported); every `.klp.sym` name parses.
+fn check_patch_object(case: &str, bytes: &[u8], patched: &lp_elf::Object) {
+    let g = goblin::elf::Elf::parse(bytes).unwrap_or_else(|e| panic!("{case}: goblin: {e}"));
+    assert_eq!(g.header.e_type, goblin::elf::header::ET_REL, "{case}");
+    let obj = lp_elf::Object::parse(bytes).unwrap();
+    let orig_undef: HashSet<String> = patched
+        .symbols
+        .iter()
+        .filter_map(|s| {
+            let n = s.name_str();
+            if s.is_undef() {
+                Some(n.into_owned())
+            } else {
+                n.strip_prefix("__ksymtab_").map(str::to_string)
+            }
+        })
+        .collect();
+    for s in &obj.sections {
+        for r in s.relocs().unwrap_or(&[]) {
+            let sym = &obj.symbols[r.sym as usize];
+            if sym.is_undef() {
+                let n = sym.name_str();
+                assert!(
+                    orig_undef.contains(n.as_ref()),
+                    "{case}: relocation in {} to `{n}`, neither defined, exported nor klp",
+                    s.name_str()
+                );
+            }
+        }
+    }
+    if let Some(strs) = obj.section_by_name(lp_diff::meta::KLP_STRS_SECTION) {
+        for name in obj.sections[strs].bytes().split(|&b| b == 0).filter(|n| !n.is_empty()) {
+            let name = String::from_utf8_lossy(name);
+            assert!(
+                lp_elf::klp::parse_klp_sym(&name).is_some(),
+                "{case}: klp symbol `{name}` does not parse"
+            );
+        }
+    }
+}
+
+#[test]
+fn corpus_agrees_with_reference() {
+    let mut mismatches = Vec::new();
+    let deliberate: BTreeMap<&str, &str> = DELIBERATE.iter().copied().collect();
+    let cases = lp_testutil::cases();
+    assert_eq!(cases.len(), 43, "cases.tsv rows");
+    for case in &cases {
+        let orig = std::fs::read(&case.orig).unwrap();
+        let patched = std::fs::read(&case.patched).unwrap();
+        let r = diff(&orig, &patched, &options(case))
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let outcome = match r.outcome {
+            Outcome::Patch => "patch",
+            Outcome::NoChange => "no-change",
+            Outcome::Refused => "error",
+        };
+        let ok = outcome == case.outcome
+            && (case.outcome != "patch"
+                || (r.changed_functions == case.changed && r.new_functions == case.new));
+        if !ok && !deliberate.contains_key(case.name.as_str()) {
+            mismatches.push(format!(
+                "{}: expected {} changed={:?} new={:?}\n   got {} changed={:?} new={:?}\n   errors: {}",
+                case.name,
+                case.outcome,
+                case.changed,
+                case.new,
+                outcome,
+                r.changed_functions,
+                r.new_functions,
+                r.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n           ")
+            ));
+        }
+        if let Some(bytes) = &r.output {
+            let patched_obj = lp_elf::Object::parse(&patched).unwrap();
+            check_patch_object(&case.name, bytes, &patched_obj);
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} cases disagree:\n{}",
+        mismatches.len(),
+        cases.len(),
+        mismatches.join("\n")
+    );
+}
