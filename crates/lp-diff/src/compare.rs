@@ -116,9 +116,16 @@ fn data_equal(o: &View, osec: usize, p: &View, psec: usize) -> bool {
         && match (&a.data, &b.data) {
             (SectionData::Bytes(x), SectionData::Bytes(y)) => x == y,
             (SectionData::NoBits(x), SectionData::NoBits(y)) => x == y,
-            (SectionData::Group { flags: f1, members: m1 }, SectionData::Group { flags: f2, members: m2 }) => {
-                f1 == f2 && m1.len() == m2.len()
-            }
+            (
+                SectionData::Group {
+                    flags: f1,
+                    members: m1,
+                },
+                SectionData::Group {
+                    flags: f2,
+                    members: m2,
+                },
+            ) => f1 == f2 && m1.len() == m2.len(),
             (x, y) => std::mem::discriminant(x) == std::mem::discriminant(y),
         }
 }
@@ -148,9 +155,13 @@ fn explain(o: &View, osec: usize, p: &View, psec: usize, c: &Correlation) -> Str
                 .iter()
                 .find(|r| r.offset >= start && r.offset < end)
                 .map(|r| match v.target(sec, r) {
-                    Target::Sym { sym, addend } => {
-                        describe(&Target::Sym { sym: twin(sym), addend }, v)
-                    }
+                    Target::Sym { sym, addend } => describe(
+                        &Target::Sym {
+                            sym: twin(sym),
+                            addend,
+                        },
+                        v,
+                    ),
                     t => describe(&t, v),
                 })
         })
@@ -188,7 +199,7 @@ fn explain(o: &View, osec: usize, p: &View, psec: usize, c: &Correlation) -> Str
 }
 
 /// Compares the objects.
-pub fn compare(o: &View, p: &View, c: &Correlation) -> Comparison {
+pub fn compare(o: &View, p: &View, c: &Correlation, explain_changes: bool) -> Comparison {
     let mut sec = vec![Status::New; p.obj.sections.len()];
     let mut line_only = Vec::new();
     for (psec, s) in p.obj.sections.iter().enumerate() {
@@ -265,14 +276,17 @@ pub fn compare(o: &View, p: &View, c: &Correlation) -> Comparison {
         }
     }
     // Prefix padding shares its function's status.
-    for i in 0..p.obj.symbols.len() {
+    for (i, st) in sym.iter_mut().enumerate() {
         if names::is_function_prefix(p.name(i)) {
-            sym[i] = Status::Same;
+            *st = Status::Same;
         }
     }
 
     let mut explanations = Vec::new();
     for (i, s) in p.obj.symbols.iter().enumerate() {
+        if !explain_changes {
+            break;
+        }
         if sym[i] != Status::Changed || !s.is_func() || p.child_parent(i).is_some() {
             continue;
         }

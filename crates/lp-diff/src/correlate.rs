@@ -108,24 +108,33 @@ pub fn correlate(o: &View, p: &View) -> Correlation {
     }
 
     // 3. Static locals, through the paired functions that reference them.
-    for pi in 0..p.obj.symbols.len() {
-        if c.p2o[pi].is_some() || !is_static_local(p, pi) || !correlatable(p, pi) {
+    let mut p_users: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (psec, _) in p.obj.sections.iter().enumerate() {
+        let Some(pf) = p.bundled[psec] else { continue };
+        if !p.obj.symbols[pf].is_func() {
+            continue;
+        }
+        for r in p.relocs(psec) {
+            if let Target::Sym { sym, .. } = p.target(psec, r) {
+                if c.p2o[sym].is_none() && is_static_local(p, sym) {
+                    let users = p_users.entry(sym).or_default();
+                    if !users.contains(&pf) {
+                        users.push(pf);
+                    }
+                }
+            }
+        }
+    }
+    let mut users: Vec<(usize, Vec<usize>)> = p_users.into_iter().collect();
+    users.sort();
+    for (pi, funcs) in users {
+        if c.p2o[pi].is_some() || !correlatable(p, pi) {
             continue;
         }
         let canon = names::canonical(p.name(pi));
         let mut found: Option<usize> = None;
         let mut conflict = false;
-        for (psec, _) in p.obj.sections.iter().enumerate() {
-            let Some(pf) = p.bundled[psec] else { continue };
-            if !p.obj.symbols[pf].is_func() {
-                continue;
-            }
-            let refs_it = p.relocs(psec).iter().any(|r| {
-                matches!(p.target(psec, r), Target::Sym { sym, .. } if sym == pi)
-            });
-            if !refs_it {
-                continue;
-            }
+        for pf in funcs {
             let Some(of) = c.p2o[pf] else { continue };
             let Some(osec) = o.obj.symbols[of].section_index() else {
                 continue;
@@ -168,7 +177,10 @@ pub fn correlate(o: &View, p: &View) -> Correlation {
     let mut o_by_secname: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, s) in o.obj.sections.iter().enumerate() {
         if o.bundled[i].is_none() && !s.is_reloc() && !names::is_numbered_section(&s.name_str()) {
-            o_by_secname.entry(s.name_str().into_owned()).or_default().push(i);
+            o_by_secname
+                .entry(s.name_str().into_owned())
+                .or_default()
+                .push(i);
         }
     }
     let mut p_by_secname: HashMap<String, usize> = HashMap::new();
@@ -192,7 +204,10 @@ pub fn correlate(o: &View, p: &View) -> Correlation {
                 if names::is_numbered_section(&name) {
                     continue;
                 }
-                match (o_by_secname.get(name.as_ref()), p_by_secname.get(name.as_ref())) {
+                match (
+                    o_by_secname.get(name.as_ref()),
+                    p_by_secname.get(name.as_ref()),
+                ) {
                     (Some(v), Some(1)) if v.len() == 1 => Some(v[0]),
                     _ => None,
                 }

@@ -44,17 +44,26 @@ const CALLBACK_SECTIONS: &[(&str, &str, bool, bool)] = &[
     (".kpatch.callbacks.pre_patch", "pre_patch", false, true),
     (".kpatch.callbacks.post_patch", "post_patch", false, true),
     (".kpatch.callbacks.pre_unpatch", "pre_unpatch", false, true),
-    (".kpatch.callbacks.post_unpatch", "post_unpatch", false, true),
+    (
+        ".kpatch.callbacks.post_unpatch",
+        "post_unpatch",
+        false,
+        true,
+    ),
     (".kpatch.hooks.load", "post_patch", true, true),
     (".kpatch.hooks.unload", "pre_unpatch", true, true),
 ];
 
 fn read_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 fn read_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// Reads the annotations of `p`.
@@ -73,7 +82,10 @@ pub fn read(p: &View) -> Hooks {
                     continue; // kpatch's objname field
                 }
                 let Target::Sym { sym, .. } = p.target(sec, r) else {
-                    h.problems.push((name.to_string(), "entry does not point to a function".into()));
+                    h.problems.push((
+                        name.to_string(),
+                        "entry does not point to a function".into(),
+                    ));
                     continue;
                 };
                 let order = if kpatch {
@@ -107,11 +119,13 @@ pub fn read(p: &View) -> Hooks {
         } else if name == ".lp.ignore.sections" || name == ".kpatch.ignore.sections" {
             for r in p.relocs(sec) {
                 if let Target::Str(s) = p.target(sec, r) {
-                    h.ignored_sections.insert(String::from_utf8_lossy(s).into_owned());
+                    h.ignored_sections
+                        .insert(String::from_utf8_lossy(s).into_owned());
                 }
             }
         }
     }
-    h.callbacks.sort_by(|a, b| a.kind.cmp(b.kind).then(a.order.cmp(&b.order)));
+    h.callbacks
+        .sort_by(|a, b| a.kind.cmp(b.kind).then(a.order.cmp(&b.order)));
     h
 }

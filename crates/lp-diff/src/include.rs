@@ -9,7 +9,7 @@ use crate::hooks::{self, Hooks};
 use crate::names;
 use crate::special::{self, Spec};
 use crate::view::{Target, View};
-use crate::{output, DiffError, DiffOptions, DiffResult, Diagnostic, Outcome, PatchRecord};
+use crate::{output, Diagnostic, DiffError, DiffOptions, DiffResult, Outcome, PatchRecord};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// What goes into the patch object.
@@ -60,7 +60,10 @@ impl Ctx<'_, '_> {
     }
 
     fn is_ignored_section(&self, sec: usize) -> bool {
-        self.plan.hooks.ignored_sections.contains(self.p.sec_name(sec).as_ref())
+        self.plan
+            .hooks
+            .ignored_sections
+            .contains(self.p.sec_name(sec).as_ref())
     }
 
     fn include_section(&mut self, sec: usize) {
@@ -134,7 +137,9 @@ impl Ctx<'_, '_> {
         let Some(sym) = self.p.obj.symbols.get(s) else {
             return;
         };
-        if sym.is_undef() || self.plan.internal[s] && sym.section_index().is_some_and(|x| self.plan.sec_incl[x]) {
+        if sym.is_undef()
+            || self.plan.internal[s] && sym.section_index().is_some_and(|x| self.plan.sec_incl[x])
+        {
             return;
         }
         let Some(sec) = sym.section_index() else {
@@ -226,7 +231,9 @@ impl Ctx<'_, '_> {
             if self.cmp.sym[i] != Status::Changed || !sym.is_object() {
                 continue;
             }
-            let Some(sec) = sym.section_index() else { continue };
+            let Some(sec) = sym.section_index() else {
+                continue;
+            };
             let s = &p.obj.sections[sec];
             let secname = s.name_str().into_owned();
             if s.flags & SHF_WRITE == 0
@@ -291,9 +298,11 @@ impl Ctx<'_, '_> {
     fn special_round(&mut self) -> bool {
         let before = self.plan.sec_incl.iter().filter(|b| **b).count();
         let p = self.p;
-        for (sec, s) in p.obj.sections.iter().enumerate() {
-            let name = s.name_str().into_owned();
-            let Some(spec) = special::spec(&name) else { continue };
+        for sec in 0..p.obj.sections.len() {
+            let Some(spec) = special::spec(&p.sec_name(sec)) else {
+                continue;
+            };
+            let name = p.sec_name(sec).into_owned();
             if self.is_ignored_section(sec) {
                 continue;
             }
@@ -305,9 +314,7 @@ impl Ctx<'_, '_> {
                             .section_index()
                             .is_some_and(|x| ctx.plan.sec_incl[x] && p.obj.sections[x].is_exec())
                 }
-                Target::Sec { sec: t, .. } => {
-                    ctx.plan.sec_incl[t] && p.obj.sections[t].is_exec()
-                }
+                Target::Sec { sec: t, .. } => ctx.plan.sec_incl[t] && p.obj.sections[t].is_exec(),
                 _ => false,
             };
             let Some(size) = special::entry_size(spec, &self.opts.entry_sizes).filter(|&n| n > 0)
@@ -346,7 +353,9 @@ impl Ctx<'_, '_> {
                         None => self.error(
                             par,
                             "",
-                            format!("the entry size of {par} is unknown; pass --entry-size {par}=BYTES"),
+                            format!(
+                                "the entry size of {par} is unknown; pass --entry-size {par}=BYTES"
+                            ),
                         ),
                     }
                 }
@@ -369,13 +378,19 @@ impl Ctx<'_, '_> {
         if r.offset % size != kf || self.opts.object_name == "vmlinux" {
             return;
         }
-        let Target::Sym { sym, .. } = self.p.target(sec, r) else { return };
+        let Target::Sym { sym, .. } = self.p.target(sec, r) else {
+            return;
+        };
         if self.plan.internal[sym] {
             return; // the patch module's own key
         }
         let name = self.p.name(sym).to_string();
         let in_module = !self.p.obj.symbols[sym].is_undef()
-            || self.opts.parent.as_ref().is_some_and(|par| par.contains(&name));
+            || self
+                .opts
+                .parent
+                .as_ref()
+                .is_some_and(|par| par.contains(&name));
         if in_module {
             let what = if secname == "__jump_table" {
                 "jump label (static branch)"
@@ -524,7 +539,12 @@ pub fn run(
         .collect();
     changed_functions.sort();
     changed_functions.dedup();
-    let new_functions: Vec<String> = ctx.plan.new.iter().map(|&i| p.name(i).to_string()).collect();
+    let new_functions: Vec<String> = ctx
+        .plan
+        .new
+        .iter()
+        .map(|&i| p.name(i).to_string())
+        .collect();
     let explanations = cmp
         .explanations
         .iter()

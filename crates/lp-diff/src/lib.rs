@@ -47,6 +47,8 @@ pub struct DiffOptions {
     /// ORIG object counts as exported and every global defined in it as unexported unless it has
     /// a `__ksymtab_` entry there.
     pub exports: Option<HashSet<String>>,
+    /// Compute [`DiffResult::explanations`] (instruction listings of each changed function).
+    pub explain: bool,
     /// A prefix, unique per object in one module, for the global aliases the differ gives to
     /// patched functions and callbacks (the generated C refers to them).
     pub alias_prefix: String,
@@ -166,7 +168,8 @@ pub struct DiffResult {
     pub errors: Vec<Diagnostic>,
     /// Things the author should know that do not stop the patch.
     pub warnings: Vec<Diagnostic>,
-    /// Why each changed function counts as changed (a short instruction diff).
+    /// Why each changed function counts as changed (a short instruction diff), when
+    /// [`DiffOptions::explain`] is set.
     pub explanations: BTreeMap<String, String>,
     /// The patch object, when the outcome is `Patch`.
     pub output: Option<Vec<u8>>,
@@ -239,6 +242,6 @@ pub fn diff_objects(
     let o = view::View::new(orig);
     let p = view::View::new(patched);
     let corr = correlate::correlate(&o, &p);
-    let cmp = compare::compare(&o, &p, &corr);
+    let cmp = compare::compare(&o, &p, &corr, opts.explain);
     include::run(&o, &p, &corr, &cmp, opts)
 }

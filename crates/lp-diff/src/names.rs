@@ -32,7 +32,9 @@ const NUMBERED_PREFIXES: &[&str] = &["__UNIQUE_ID_", "Lubsan_", "LC", "L__unname
 /// Sections the compiler creates per use site and numbers (UBSAN data, clang's unnamed
 /// constants): never correlated by name, compared by canonical name.
 pub fn is_numbered_section(name: &str) -> bool {
-    name.starts_with(".data..Lubsan") || name.contains("..L__unnamed") || name.contains("..L__const")
+    name.starts_with(".data..Lubsan")
+        || name.contains("..L__unnamed")
+        || name.contains("..L__const")
 }
 
 /// Code containers that hold out-of-line pieces of many functions (alternatives, fixups):
@@ -103,8 +105,7 @@ pub fn child_parent(name: &str) -> Option<&str> {
 pub fn cold_parent(name: &str) -> Option<&str> {
     let idx = name.find(".cold")?;
     let rest = &name[idx + 5..];
-    if rest.is_empty() || (rest.starts_with('.') && rest[1..].bytes().all(|b| b.is_ascii_digit()))
-    {
+    if rest.is_empty() || (rest.starts_with('.') && rest[1..].bytes().all(|b| b.is_ascii_digit())) {
         Some(&name[..idx])
     } else {
         None
@@ -128,7 +129,11 @@ const DATA_PREFIXES: &[&str] = &[
 
 /// True when a function or object symbol `sym` owns the section `section` by itself.
 pub fn is_bundled(section: &str, sym: &str, is_func: bool) -> bool {
-    let prefixes = if is_func { TEXT_PREFIXES } else { DATA_PREFIXES };
+    let prefixes = if is_func {
+        TEXT_PREFIXES
+    } else {
+        DATA_PREFIXES
+    };
     for p in prefixes {
         if let Some(rest) = section.strip_prefix(p) {
             if rest == sym {
@@ -137,7 +142,8 @@ pub fn is_bundled(section: &str, sym: &str, is_func: bool) -> bool {
             // GCC puts `foo.cold` into `.text.unlikely.foo`.
             if is_func
                 && *p == ".text.unlikely."
-                && (cold_parent(sym) == Some(rest) || cold_parent(sym).is_some_and(|c| c.starts_with(rest)))
+                && (cold_parent(sym) == Some(rest)
+                    || cold_parent(sym).is_some_and(|c| c.starts_with(rest)))
             {
                 return true;
             }
@@ -198,7 +204,10 @@ mod tests {
     #[test]
     fn canonical_names() {
         assert_eq!(canonical("foo.isra.3"), "foo.isra.*");
-        assert_eq!(canonical("foo.constprop.0.isra.1"), "foo.constprop.*.isra.*");
+        assert_eq!(
+            canonical("foo.constprop.0.isra.1"),
+            "foo.constprop.*.isra.*"
+        );
         assert_eq!(canonical("count.12"), "count.*");
         assert_eq!(canonical("foo.cold"), "foo.cold");
         assert_eq!(canonical("plain"), "plain");

@@ -9,7 +9,7 @@ use crate::klp_reloc::{Reach, Resolver};
 use crate::parent::Parent;
 use crate::view::{Target, View};
 use crate::{
-    meta, CallbackRecord, DiffOptions, Diagnostic, FuncRecord, KlpRelocRecord, PatchRecord,
+    meta, CallbackRecord, Diagnostic, DiffOptions, FuncRecord, KlpRelocRecord, PatchRecord,
     StateRecord,
 };
 use lp_elf::{Object, Reloc, Section, SectionData, SymSection, Symbol};
@@ -117,11 +117,7 @@ pub fn build(
         externals: HashMap::new(),
         klp: Vec::new(),
         errors: Vec::new(),
-        resolver: Resolver {
-            opts,
-            parent,
-            file,
-        },
+        resolver: Resolver { opts, parent, file },
         opts,
     };
     out.obj.e_flags = p.obj.e_flags;
@@ -218,7 +214,11 @@ pub fn build(
             let via_section = rsym
                 .section_index()
                 .and_then(|x| out.sec_map.get(&x).copied());
-            let sym_value = if rsym.is_section() { 0 } else { rsym.value as i64 };
+            let sym_value = if rsym.is_section() {
+                0
+            } else {
+                rsym.value as i64
+            };
             let internal_sym = match &target {
                 Target::Sym { sym, .. } => out.sym_map.get(sym).copied(),
                 _ => None,

@@ -122,9 +122,9 @@ impl Parent {
             let score = local_names
                 .iter()
                 .filter(|n| {
-                    self.by_name.get(**n).is_some_and(|v| {
-                        v.iter().any(|&i| self.syms[i].file == Some(f))
-                    })
+                    self.by_name
+                        .get(**n)
+                        .is_some_and(|v| v.iter().any(|&i| self.syms[i].file == Some(f)))
                 })
                 .count();
             match best {

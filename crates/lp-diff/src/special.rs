@@ -22,21 +22,96 @@ pub struct Spec {
 
 /// The table.
 pub const SPECIALS: &[Spec] = &[
-    Spec { name: "__bug_table", fixed_size: None, parallel: None, key_field: None },
-    Spec { name: "__ex_table", fixed_size: None, parallel: None, key_field: None },
-    Spec { name: "__jump_table", fixed_size: None, parallel: None, key_field: Some(8) },
-    Spec { name: ".static_call_sites", fixed_size: None, parallel: None, key_field: Some(4) },
-    Spec { name: ".altinstructions", fixed_size: None, parallel: None, key_field: None },
-    Spec { name: ".parainstructions", fixed_size: None, parallel: None, key_field: None },
-    Spec { name: ".printk_index", fixed_size: None, parallel: None, key_field: None },
-    Spec { name: ".smp_locks", fixed_size: Some(4), parallel: None, key_field: None },
-    Spec { name: ".retpoline_sites", fixed_size: Some(4), parallel: None, key_field: None },
-    Spec { name: ".return_sites", fixed_size: Some(4), parallel: None, key_field: None },
-    Spec { name: ".call_sites", fixed_size: Some(4), parallel: None, key_field: None },
-    Spec { name: ".ibt_endbr_seal", fixed_size: Some(4), parallel: None, key_field: None },
-    Spec { name: ".kcfi_traps", fixed_size: Some(4), parallel: None, key_field: None },
-    Spec { name: "__mcount_loc", fixed_size: Some(8), parallel: None, key_field: None },
-    Spec { name: ".orc_unwind_ip", fixed_size: Some(4), parallel: Some(".orc_unwind"), key_field: None },
+    Spec {
+        name: "__bug_table",
+        fixed_size: None,
+        parallel: None,
+        key_field: None,
+    },
+    Spec {
+        name: "__ex_table",
+        fixed_size: None,
+        parallel: None,
+        key_field: None,
+    },
+    Spec {
+        name: "__jump_table",
+        fixed_size: None,
+        parallel: None,
+        key_field: Some(8),
+    },
+    Spec {
+        name: ".static_call_sites",
+        fixed_size: None,
+        parallel: None,
+        key_field: Some(4),
+    },
+    Spec {
+        name: ".altinstructions",
+        fixed_size: None,
+        parallel: None,
+        key_field: None,
+    },
+    Spec {
+        name: ".parainstructions",
+        fixed_size: None,
+        parallel: None,
+        key_field: None,
+    },
+    Spec {
+        name: ".printk_index",
+        fixed_size: None,
+        parallel: None,
+        key_field: None,
+    },
+    Spec {
+        name: ".smp_locks",
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+    },
+    Spec {
+        name: ".retpoline_sites",
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+    },
+    Spec {
+        name: ".return_sites",
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+    },
+    Spec {
+        name: ".call_sites",
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+    },
+    Spec {
+        name: ".ibt_endbr_seal",
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+    },
+    Spec {
+        name: ".kcfi_traps",
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+    },
+    Spec {
+        name: "__mcount_loc",
+        fixed_size: Some(8),
+        parallel: None,
+        key_field: None,
+    },
+    Spec {
+        name: ".orc_unwind_ip",
+        fixed_size: Some(4),
+        parallel: Some(".orc_unwind"),
+        key_field: None,
+    },
 ];
 
 /// The spec of a section, if special. `.orc_unwind` itself is handled through its parallel.
@@ -50,10 +125,7 @@ pub fn is_parallel(name: &str) -> bool {
 }
 
 /// Entry size of a special section: fixed, or from the caller's table.
-pub fn entry_size(
-    spec: &Spec,
-    sizes: &std::collections::BTreeMap<String, u64>,
-) -> Option<u64> {
+pub fn entry_size(spec: &Spec, sizes: &std::collections::BTreeMap<String, u64>) -> Option<u64> {
     sizes.get(spec.name).copied().or(spec.fixed_size)
 }
 

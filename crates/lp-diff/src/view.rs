@@ -63,6 +63,8 @@ pub struct View<'a> {
     pub by_name: HashMap<String, Vec<usize>>,
     /// Symbol names (lossy UTF-8).
     pub names: Vec<String>,
+    /// Section names (lossy UTF-8).
+    pub sec_names: Vec<String>,
     insns: Vec<OnceLock<Insns>>,
 }
 
@@ -75,7 +77,11 @@ impl<'a> View<'a> {
         let mut bundled = vec![None; n];
         let mut in_section: Vec<Vec<usize>> = vec![Vec::new(); n];
         let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
-        let names: Vec<String> = obj.symbols.iter().map(|s| s.name_str().into_owned()).collect();
+        let names: Vec<String> = obj
+            .symbols
+            .iter()
+            .map(|s| s.name_str().into_owned())
+            .collect();
         for (i, s) in obj.symbols.iter().enumerate().skip(1) {
             let Some(sec) = s.section_index().filter(|&x| x < n) else {
                 if !names[i].is_empty() {
@@ -109,6 +115,11 @@ impl<'a> View<'a> {
             in_section,
             by_name,
             names,
+            sec_names: obj
+                .sections
+                .iter()
+                .map(|s| s.name_str().into_owned())
+                .collect(),
             insns: (0..n).map(|_| OnceLock::new()).collect(),
         }
     }
@@ -120,11 +131,7 @@ impl<'a> View<'a> {
 
     /// Name of section `i`.
     pub fn sec_name(&self, i: usize) -> std::borrow::Cow<'_, str> {
-        self.obj
-            .sections
-            .get(i)
-            .map(|s| s.name_str())
-            .unwrap_or_default()
+        std::borrow::Cow::Borrowed(self.sec_names.get(i).map(String::as_str).unwrap_or(""))
     }
 
     /// Relocations applying to section `sec`.
@@ -138,7 +145,11 @@ impl<'a> View<'a> {
         if !s.is_exec() {
             return None;
         }
-        Some(self.insns.get(sec)?.get_or_init(|| Insns::decode(s.bytes())))
+        Some(
+            self.insns
+                .get(sec)?
+                .get_or_init(|| Insns::decode(s.bytes())),
+        )
     }
 
     /// How far past `r.offset` a PC-relative field's instruction ends (4 for data).
@@ -164,7 +175,8 @@ impl<'a> View<'a> {
         let off = u64::try_from(offset).ok()?;
         cands.iter().copied().rev().find(|&i| {
             let s = &self.obj.symbols[i];
-            s.value <= off && (off < s.value.saturating_add(s.size) || (s.size == 0 && off == s.value))
+            s.value <= off
+                && (off < s.value.saturating_add(s.size) || (s.size == 0 && off == s.value))
         })
     }
 
@@ -179,14 +191,20 @@ impl<'a> View<'a> {
         };
         if !sym.is_section() {
             // `.LC12`-style labels inside string sections are strings.
-            if let Some(sec) = sym.section_index().filter(|_| !sym.is_func() && !sym.is_object()) {
+            if let Some(sec) = sym
+                .section_index()
+                .filter(|_| !sym.is_func() && !sym.is_object())
+            {
                 if let Some(section) = obj.sections.get(sec) {
-                    if names::is_string_section(&section.name_str(), section.flags) {
+                    if names::is_string_section(&self.sec_name(sec), section.flags) {
                         let off = r
                             .addend
                             .saturating_add(self.pc_adjust(in_sec, r))
                             .saturating_add(sym.value as i64);
-                        if let Some(b) = usize::try_from(off).ok().and_then(|o| section.bytes().get(o..)) {
+                        if let Some(b) = usize::try_from(off)
+                            .ok()
+                            .and_then(|o| section.bytes().get(o..))
+                        {
                             let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
                             return Target::Str(&b[..end]);
                         }
@@ -212,7 +230,7 @@ impl<'a> View<'a> {
         };
         let adj = self.pc_adjust(in_sec, r);
         let off = r.addend.saturating_add(adj);
-        let name = section.name_str();
+        let name = self.sec_name(sec);
         if names::is_string_section(&name, section.flags) {
             if let SectionData::Bytes(b) = &section.data {
                 if let Some(start) = usize::try_from(off).ok().filter(|&o| o <= b.len()) {
@@ -272,7 +290,10 @@ impl<'a> View<'a> {
         self.relocs(sec).iter().any(|r| {
             r.offset >= s.value
                 && r.offset < s.value.saturating_add(16)
-                && matches!(self.name(r.sym as usize), "__fentry__" | "mcount" | "_mcount")
+                && matches!(
+                    self.name(r.sym as usize),
+                    "__fentry__" | "mcount" | "_mcount"
+                )
         })
     }
 }

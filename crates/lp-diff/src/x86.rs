@@ -73,7 +73,10 @@ fn is_mov_imm(i: &Instruction) -> bool {
         && i.op_count() == 2
         && matches!(
             i.op1_kind(),
-            OpKind::Immediate32 | OpKind::Immediate32to64 | OpKind::Immediate16 | OpKind::Immediate8
+            OpKind::Immediate32
+                | OpKind::Immediate32to64
+                | OpKind::Immediate16
+                | OpKind::Immediate8
         )
 }
 
@@ -103,7 +106,10 @@ pub fn line_only_change(
         if xb == yb {
             continue;
         }
-        if x.len() != y.len() || !is_mov_imm(x) || !is_mov_imm(y) || x.op0_register() != y.op0_register()
+        if x.len() != y.len()
+            || !is_mov_imm(x)
+            || !is_mov_imm(y)
+            || x.op0_register() != y.op0_register()
         {
             return false;
         }
@@ -165,6 +171,9 @@ mod tests {
         let other = |o: u64| (o == 6).then(|| "do_something".to_string());
         assert!(line_only_change(&a, &b, &warn));
         assert!(!line_only_change(&a, &b, &other));
-        assert!(!line_only_change(&a, &a, &warn), "no difference is not a line change");
+        assert!(
+            !line_only_change(&a, &a, &warn),
+            "no difference is not a line change"
+        );
     }
 }

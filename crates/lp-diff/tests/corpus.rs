@@ -35,6 +35,7 @@ fn options(case: &lp_testutil::Case) -> DiffOptions {
         parent: None,
         exports: None,
         alias_prefix: "__lp_t_".into(),
+        explain: true,
     }
 }
 
@@ -71,7 +72,11 @@ fn check_patch_object(case: &str, bytes: &[u8], patched: &lp_elf::Object) {
         }
     }
     if let Some(strs) = obj.section_by_name(lp_diff::meta::KLP_STRS_SECTION) {
-        for name in obj.sections[strs].bytes().split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        for name in obj.sections[strs]
+            .bytes()
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+        {
             let name = String::from_utf8_lossy(name);
             assert!(
                 lp_elf::klp::parse_klp_sym(&name).is_some(),
@@ -90,8 +95,8 @@ fn corpus_agrees_with_reference() {
     for case in &cases {
         let orig = std::fs::read(&case.orig).unwrap();
         let patched = std::fs::read(&case.patched).unwrap();
-        let r = diff(&orig, &patched, &options(case))
-            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let r =
+            diff(&orig, &patched, &options(case)).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         let outcome = match r.outcome {
             Outcome::Patch => "patch",
             Outcome::NoChange => "no-change",

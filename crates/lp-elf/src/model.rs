@@ -204,11 +204,11 @@ impl Section {
     }
     /// SHF_ALLOC.
     pub fn is_alloc(&self) -> bool {
-        self.flags & u64::from(elf::SHF_ALLOC.0) != 0
+        self.flags & elf::SHF_ALLOC.0 != 0
     }
     /// SHF_EXECINSTR.
     pub fn is_exec(&self) -> bool {
-        self.flags & u64::from(elf::SHF_EXECINSTR.0) != 0
+        self.flags & elf::SHF_EXECINSTR.0 != 0
     }
     /// A relocation section (SHT_RELA or SHT_REL).
     pub fn is_reloc(&self) -> bool {

@@ -38,13 +38,16 @@ fn write(obj: &Object) -> Result<Vec<u8>> {
                     ));
                 }
                 if s.info as usize >= nsections {
-                    return werr(format!("relocation section {} targets no section", s.name_str()));
+                    return werr(format!(
+                        "relocation section {} targets no section",
+                        s.name_str()
+                    ));
                 }
             }
-            SectionData::Group { members, .. } => {
-                if members.iter().any(|&m| m as usize >= nsections) {
-                    return werr(format!("group {} has a missing member", s.name_str()));
-                }
+            SectionData::Group { members, .. }
+                if members.iter().any(|&m| m as usize >= nsections) =>
+            {
+                return werr(format!("group {} has a missing member", s.name_str()));
             }
             _ => {}
         }
@@ -179,9 +182,10 @@ fn write(obj: &Object) -> Result<Vec<u8>> {
                 let (sh_size, link) = match &s.data {
                     SectionData::Bytes(b) => (b.len() as u64, s.link),
                     SectionData::NoBits(n) => (*n, s.link),
-                    SectionData::Relocs { is_rela, relocs } => {
-                        (relocs.len() as u64 * if *is_rela { 24 } else { 16 }, symtab_index)
-                    }
+                    SectionData::Relocs { is_rela, relocs } => (
+                        relocs.len() as u64 * if *is_rela { 24 } else { 16 },
+                        symtab_index,
+                    ),
                     SectionData::Group { members, .. } => {
                         ((members.len() as u64 + 1) * 4, symtab_index)
                     }
@@ -252,11 +256,13 @@ fn reserve_data(w: &mut Writer<'_>, d: &SectionData, align: u64) -> Result<u64> 
             0
         }
         SectionData::StrTab => {
-            w.reserve_strtab().map_err(|e| Error::Write(e.to_string()))?;
+            w.reserve_strtab()
+                .map_err(|e| Error::Write(e.to_string()))?;
             0
         }
         SectionData::ShStrTab => {
-            w.reserve_shstrtab().map_err(|e| Error::Write(e.to_string()))?;
+            w.reserve_shstrtab()
+                .map_err(|e| Error::Write(e.to_string()))?;
             0
         }
         SectionData::SymTabShndx => {

@@ -1,0 +1,190 @@
+//! C fixtures: `test-kernels/fixtures/<case>/{orig,patched}.c`, compiled with kernel-like flags,
+//! with the expectation written in `//#` lines of `patched.c`:
+//! `expect: patch|no-change|refused`, `expect-changed:`/`expect-new:` (comma lists, `-` for
+//! none), `expect-error:` (words every one of which must appear in one error, with symbol and
+//! section), `expect-klp:` (a symbol reached through a klp relocation), `expect-local:` (a
+//! symbol defined locally in the patch object), `expect-defined:` (defined in the patch object).
+
+use lp_diff::{diff, DiffOptions, Outcome};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const KERNEL_FLAGS: &[&str] = &[
+    "-O2",
+    "-fno-pic",
+    "-mcmodel=kernel",
+    "-mno-red-zone",
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-pg",
+    "-mfentry",
+    "-mrecord-mcount",
+    "-fno-asynchronous-unwind-tables",
+    "-fno-stack-protector",
+    "-fno-common",
+];
+
+/// Compiles `src` as `<dir>/<name>.c` from inside `dir`, so `__FILE__` is the same for the orig
+/// and the patched version, as in a kernel tree.
+fn compile(src: &Path, dir: &Path, name: &str, out: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let file = format!("{name}.c");
+    std::fs::copy(src, dir.join(&file)).unwrap();
+    let compiler = cc::Build::new()
+        .cargo_metadata(false)
+        .opt_level(2)
+        .target("x86_64-unknown-linux-gnu")
+        .host("x86_64-unknown-linux-gnu")
+        .get_compiler();
+    let status = Command::new(compiler.path())
+        .args(KERNEL_FLAGS)
+        .arg("-c")
+        .arg(&file)
+        .current_dir(dir)
+        .arg("-o")
+        .arg(out)
+        .status()
+        .expect("run the C compiler");
+    assert!(status.success(), "compiling {}", src.display());
+}
+
+fn list(v: &str) -> Vec<String> {
+    let v = v.trim();
+    if v == "-" {
+        return Vec::new();
+    }
+    let mut l: Vec<String> = v.split(',').map(|s| s.trim().to_string()).collect();
+    l.sort();
+    l
+}
+
+fn check_case(dir: &Path) -> Result<(), String> {
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let tmp = tempfile::tempdir().unwrap();
+    let (o, p) = (tmp.path().join("orig.o"), tmp.path().join("patched.o"));
+    compile(&dir.join("orig.c"), &tmp.path().join("o"), &name, &o);
+    compile(&dir.join("patched.c"), &tmp.path().join("p"), &name, &p);
+    let src = std::fs::read_to_string(dir.join("patched.c")).unwrap();
+    let opts = DiffOptions {
+        object_name: "vmlinux".into(),
+        source_name: format!("{name}.o"),
+        alias_prefix: "__lp_fx_".into(),
+        ..Default::default()
+    };
+    let r = diff(
+        &std::fs::read(&o).unwrap(),
+        &std::fs::read(&p).unwrap(),
+        &opts,
+    )
+    .map_err(|e| format!("{name}: {e}"))?;
+    let out = r.output.as_ref().map(|b| lp_elf::Object::parse(b).unwrap());
+    let errors: Vec<String> = r.errors.iter().map(|e| e.to_string()).collect();
+    let mut problems = Vec::new();
+    for line in src.lines().filter_map(|l| l.strip_prefix("//# ")) {
+        let (key, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.trim();
+        match key {
+            "expect" => {
+                let got = match r.outcome {
+                    Outcome::Patch => "patch",
+                    Outcome::NoChange => "no-change",
+                    Outcome::Refused => "refused",
+                };
+                if got != value {
+                    problems.push(format!(
+                        "outcome {got}, expected {value}; errors: {errors:?}"
+                    ));
+                }
+            }
+            "expect-changed" if r.changed_functions != list(value) => problems.push(format!(
+                "changed {:?}, expected {value}",
+                r.changed_functions
+            )),
+            "expect-new" if r.new_functions != list(value) => {
+                problems.push(format!("new {:?}, expected {value}", r.new_functions))
+            }
+            "expect-error" => {
+                let words: Vec<&str> = value.split_whitespace().collect();
+                if !r.errors.iter().any(|e| {
+                    let text = e.to_string();
+                    words.iter().all(|w| text.contains(w))
+                        && !e.section.is_empty()
+                        && e.object == format!("{name}.o")
+                }) {
+                    problems.push(format!("no error mentions {words:?}: {errors:?}"));
+                }
+            }
+            "expect-klp"
+                if !r.record.klp_relocs.iter().any(|k| {
+                    lp_elf::klp::parse_klp_sym(&k.symbol).is_some_and(|(obj, sym, _)| {
+                        obj == "vmlinux" && sym.split('.').next() == Some(value)
+                    })
+                }) {
+                    problems.push(format!(
+                        "no klp relocation to {value}: {:?}",
+                        r.record.klp_relocs
+                    ));
+                }
+            }
+            "expect-local" | "expect-defined" => {
+                let Some(out) = &out else {
+                    problems.push("no output object".into());
+                    continue;
+                };
+                let found = out
+                    .symbols
+                    .iter()
+                    .find(|s| s.name_str() == value && !s.is_undef());
+                match found {
+                    None => problems.push(format!("{value} not defined in the patch object")),
+                    Some(s) if key == "expect-local" && !s.is_local() => {
+                        problems.push(format!("{value} is not local in the patch object"))
+                    }
+                    _ => {}
+                }
+            }
+            "expect-func" if !r.record.functions.iter().any(|f| f.old_name == value) => {
+                problems.push(format!("no klp_func record for {value}"));
+            }
+            _ => {}
+        }
+    }
+    // Every patch object parses with goblin and its aliases point at functions.
+    if let Some(bytes) = &r.output {
+        goblin::elf::Elf::parse(bytes).map_err(|e| format!("{name}: goblin: {e}"))?;
+        let out = out.as_ref().unwrap();
+        for f in &r.record.functions {
+            let alias = out.symbols.iter().find(|s| s.name_str() == f.new_symbol);
+            if !alias.is_some_and(|a| a.is_func() && !a.is_local() && !a.is_undef()) {
+                problems.push(format!(
+                    "alias {} missing or not a global function",
+                    f.new_symbol
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{name}:\n    {}", problems.join("\n    ")))
+    }
+}
+
+fn fixture_dirs() -> Vec<PathBuf> {
+    let root = lp_testutil::workspace_root().join("test-kernels/fixtures");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("patched.c").is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn c_fixtures_meet_their_expectations() {
+    let dirs = fixture_dirs();
+    assert!(dirs.len() >= 10, "fixtures found: {}", dirs.len());
+    let failures: Vec<String> = dirs.iter().filter_map(|d| check_case(d).err()).collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
