@@ -119,12 +119,12 @@ fn check_case(dir: &Path) -> Result<(), String> {
                     lp_elf::klp::parse_klp_sym(&k.symbol).is_some_and(|(obj, sym, _)| {
                         obj == "vmlinux" && sym.split('.').next() == Some(value)
                     })
-                }) {
-                    problems.push(format!(
-                        "no klp relocation to {value}: {:?}",
-                        r.record.klp_relocs
-                    ));
-                }
+                }) =>
+            {
+                problems.push(format!(
+                    "no klp relocation to {value}: {:?}",
+                    r.record.klp_relocs
+                ));
             }
             "expect-local" | "expect-defined" => {
                 let Some(out) = &out else {
