@@ -176,3 +176,77 @@ impl Parent {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lp_elf::{SymSection, Symbol};
+    use object::elf;
+
+    fn sym(name: &str, bind: u8, st_type: u8, value: u64) -> Symbol {
+        Symbol {
+            name: name.as_bytes().to_vec(),
+            info: Symbol::make_info(bind, st_type),
+            other: 0,
+            st_shndx: if st_type == elf::STT_FILE.0 {
+                0xfff1
+            } else {
+                1
+            },
+            section: if st_type == elf::STT_FILE.0 {
+                SymSection::Special(0xfff1)
+            } else {
+                SymSection::Section(1)
+            },
+            value,
+            size: 8,
+        }
+    }
+
+    /// vmlinux-like: two files each with a local `count`, a unique global, and a file with two
+    /// same-named locals of its own.
+    fn vmlinux() -> Parent {
+        let (l, g) = (elf::STB_LOCAL.0, elf::STB_GLOBAL.0);
+        let (f, o, func) = (elf::STT_FILE.0, elf::STT_OBJECT.0, elf::STT_FUNC.0);
+        let mut obj = lp_elf::Object::new_relocatable(elf::EM_X86_64);
+        for s in [
+            sym("a.c", l, f, 0),
+            sym("count", l, o, 0x300),
+            sym("a_only", l, func, 0x10),
+            sym("b.c", l, f, 0),
+            sym("count", l, o, 0x100),
+            sym("c.c", l, f, 0),
+            sym("dup", l, o, 0x400),
+            sym("dup", l, o, 0x500),
+            sym("global_fn", g, func, 0x200),
+        ] {
+            obj.push_symbol(s);
+        }
+        Parent::from_object(&obj, true)
+    }
+
+    #[test]
+    fn positions_follow_kallsyms_address_order() {
+        let p = vmlinux();
+        let a = p.find_file("a.c", &["a_only"]);
+        let b = p.find_file("b.c", &[]);
+        // By address, b.c's count (0x100) comes before a.c's (0x300).
+        assert_eq!(p.position("count", a, false), Ok(Some(2)));
+        assert_eq!(p.position("count", b, false), Ok(Some(1)));
+        assert_eq!(p.position("global_fn", None, true), Ok(Some(0)));
+        assert_eq!(p.position("a_only", a, false), Ok(Some(0)));
+        assert_eq!(p.position("missing", a, false), Ok(None));
+    }
+
+    #[test]
+    fn ambiguous_positions_are_refused() {
+        let p = vmlinux();
+        let c = p.find_file("c.c", &["dup"]);
+        assert_eq!(p.position("dup", c, false), Err(PosError::Ambiguous(2)));
+        // No file known: a duplicated name cannot be placed.
+        assert_eq!(
+            p.position("count", None, false),
+            Err(PosError::Ambiguous(2))
+        );
+    }
+}

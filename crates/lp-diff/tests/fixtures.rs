@@ -3,7 +3,9 @@
 //! `expect: patch|no-change|refused`, `expect-changed:`/`expect-new:` (comma lists, `-` for
 //! none), `expect-error:` (words every one of which must appear in one error, with symbol and
 //! section), `expect-klp:` (a symbol reached through a klp relocation), `expect-local:` (a
-//! symbol defined locally in the patch object), `expect-defined:` (defined in the patch object).
+//! symbol defined locally in the patch object), `expect-defined:` (defined in the patch object),
+//! `expect-section: NAME SIZE` (a section of the patch object); `object:` (the livepatch object
+//! name, default vmlinux) and `entry-size: SECTION=BYTES` are options of the diff.
 
 use lp_diff::{diff, DiffOptions, Outcome};
 use std::path::{Path, PathBuf};
@@ -65,8 +67,27 @@ fn check_case(dir: &Path) -> Result<(), String> {
     compile(&dir.join("orig.c"), &tmp.path().join("o"), &name, &o);
     compile(&dir.join("patched.c"), &tmp.path().join("p"), &name, &p);
     let src = std::fs::read_to_string(dir.join("patched.c")).unwrap();
+    let directive = |key: &str| {
+        src.lines()
+            .filter_map(|l| l.strip_prefix("//# "))
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    let object_name = directive("object")
+        .pop()
+        .unwrap_or_else(|| "vmlinux".to_string());
+    let entry_sizes = directive("entry-size")
+        .iter()
+        .filter_map(|v| {
+            let (k, n) = v.split_once('=')?;
+            Some((k.to_string(), n.parse().ok()?))
+        })
+        .collect();
     let opts = DiffOptions {
-        object_name: "vmlinux".into(),
+        object_name: object_name.clone(),
+        entry_sizes,
         source_name: format!("{name}.o"),
         alias_prefix: "__lp_fx_".into(),
         ..Default::default()
@@ -117,7 +138,7 @@ fn check_case(dir: &Path) -> Result<(), String> {
             "expect-klp"
                 if !r.record.klp_relocs.iter().any(|k| {
                     lp_elf::klp::parse_klp_sym(&k.symbol).is_some_and(|(obj, sym, _)| {
-                        obj == "vmlinux" && sym.split('.').next() == Some(value)
+                        obj == object_name && sym.split('.').next() == Some(value)
                     })
                 }) =>
             {
@@ -145,6 +166,16 @@ fn check_case(dir: &Path) -> Result<(), String> {
             }
             "expect-func" if !r.record.functions.iter().any(|f| f.old_name == value) => {
                 problems.push(format!("no klp_func record for {value}"));
+            }
+            "expect-section" => {
+                let (sec, size) = value.split_once(' ').unwrap_or((value, "0"));
+                let size: u64 = size.trim().parse().unwrap_or(0);
+                let got = out
+                    .as_ref()
+                    .and_then(|o| o.section_by_name(sec).map(|i| o.sections[i].size()));
+                if got != Some(size) {
+                    problems.push(format!("section {sec}: size {got:?}, expected {size}"));
+                }
             }
             _ => {}
         }
