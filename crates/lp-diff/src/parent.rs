@@ -208,7 +208,7 @@ mod tests {
     fn vmlinux() -> Parent {
         let (l, g) = (elf::STB_LOCAL.0, elf::STB_GLOBAL.0);
         let (f, o, func) = (elf::STT_FILE.0, elf::STT_OBJECT.0, elf::STT_FUNC.0);
-        let mut obj = lp_elf::Object::new_relocatable(elf::EM_X86_64);
+        let mut obj = lp_elf::Object::new_relocatable(elf::EM_X86_64.0);
         for s in [
             sym("a.c", l, f, 0),
             sym("count", l, o, 0x300),
