@@ -1,0 +1,271 @@
+//! `cargo xtask e2e`: builds livepatch modules with lp-build from the patches of each case
+//! under `test-kernels/cases/` (or `--case DIR`, anywhere), checks the build outcome, boots the
+//! test kernel with the modules and runs the case's guest check.
+//!
+//! A case is a folder holding `case.conf` (`outcome = module|refused|no-change`, optional
+//! `options = ...` for lp-build and `expect-error = TEXT`), one or more `*.patch` files and,
+//! for modules, `check.sh` (run as root in the guest, exit 0 = pass). A case that builds
+//! several modules has one subfolder per module (each with its own `case.conf` and patches),
+//! and the check script at the top loads them by name. The module of a folder is named after
+//! the folder: `livepatch-<folder>.ko`.
+
+use crate::kernel::{self, KernelOptions, TestKernel};
+use crate::vm::{Outcome, Vm};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// lp-build's exit statuses the e2e checks (crates/lp-build/README.md).
+const EXIT_OK: i32 = 0;
+const EXIT_REFUSED: i32 = 3;
+const EXIT_NO_CHANGE: i32 = 4;
+
+struct Build {
+    dir: PathBuf,
+    name: String,
+    conf: BTreeMap<String, String>,
+    patches: Vec<PathBuf>,
+}
+
+fn read_conf(dir: &Path) -> Result<BTreeMap<String, String>> {
+    let path = dir.join("case.conf");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: a case needs case.conf", path.display()))?;
+    let mut conf = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            bail!("{}: `{line}` is not `key = value`", path.display());
+        };
+        conf.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    match conf.get("outcome").map(String::as_str) {
+        Some("module" | "refused" | "no-change") => Ok(conf),
+        other => bail!(
+            "{}: outcome must be module, refused or no-change (got {other:?})",
+            path.display()
+        ),
+    }
+}
+
+fn patches_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "patch" || e == "diff"))
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+fn builds_of(case: &Path) -> Result<Vec<Build>> {
+    let mut subs: Vec<PathBuf> = std::fs::read_dir(case)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.join("case.conf").is_file())
+        .collect();
+    subs.sort();
+    if subs.is_empty() {
+        subs.push(case.to_path_buf());
+    }
+    subs.into_iter()
+        .map(|dir| {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok(Build {
+                conf: read_conf(&dir)?,
+                patches: patches_in(&dir)?,
+                name,
+                dir,
+            })
+        })
+        .collect()
+}
+
+fn lp_build_binary() -> Result<PathBuf> {
+    crate::run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+        "build",
+        "--release",
+        "-p",
+        "lp-build",
+    ]))?;
+    Ok(crate::root().join("target/release/lp-build"))
+}
+
+/// Runs one build of a case; returns the module path for `module` outcomes.
+fn build_one(
+    lp_build: &Path,
+    kernel: &TestKernel,
+    b: &Build,
+    out: &Path,
+    log: &mut String,
+) -> Result<Option<PathBuf>> {
+    if b.patches.is_empty() {
+        bail!("{}: no *.patch files", b.dir.display());
+    }
+    std::fs::create_dir_all(out)?;
+    let mut cmd = Command::new(lp_build);
+    for p in &b.patches {
+        cmd.arg("--patch").arg(p);
+    }
+    cmd.arg("-s")
+        .arg(&kernel.src)
+        .arg("-v")
+        .arg(&kernel.vmlinux)
+        .arg("-n")
+        .arg(&b.name)
+        .arg("-o")
+        .arg(out)
+        .arg("--json");
+    if let Some(opts) = b.conf.get("options") {
+        cmd.args(opts.split_whitespace());
+    }
+    cmd.env(
+        "LP_BUILD_CACHE",
+        std::env::var_os("LP_BUILD_CACHE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| crate::root().join("target/lp-build-cache")),
+    );
+    let shown = format!("{cmd:?}");
+    let output = cmd
+        .output()
+        .with_context(|| format!("cannot run {}", lp_build.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    log.push_str(&format!("$ {shown}\n{stdout}{stderr}\n"));
+    std::fs::write(out.join(format!("{}.build.log", b.name)), log.as_bytes())?;
+    let code = output.status.code().unwrap_or(-1);
+    let expected = b.conf["outcome"].as_str();
+    let want = match expected {
+        "module" => EXIT_OK,
+        "refused" => EXIT_REFUSED,
+        _ => EXIT_NO_CHANGE,
+    };
+    if code != want {
+        bail!(
+            "lp-build exited {code}, expected {want} ({expected}); last output:\n{}",
+            tail(&format!("{stdout}{stderr}"), 15)
+        );
+    }
+    if let Some(text) = b.conf.get("expect-error") {
+        if !stderr.contains(text.as_str()) && !stdout.contains(text.as_str()) {
+            bail!("lp-build's refusal does not mention `{text}`:\n{}", tail(&stderr, 15));
+        }
+    }
+    if expected != "module" {
+        return Ok(None);
+    }
+    let ko = out.join(format!("livepatch-{}.ko", b.name));
+    if !ko.is_file() {
+        bail!("lp-build succeeded but {} is missing", ko.display());
+    }
+    Ok(Some(ko))
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn run_case(
+    lp_build: &Path,
+    kernel: &TestKernel,
+    case: &Path,
+    artifacts: &Path,
+) -> Result<(Duration, Option<Duration>)> {
+    let name = case
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "case".into());
+    let out = artifacts.join(&name);
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out)?;
+    let start = Instant::now();
+    let mut modules = Vec::new();
+    for b in builds_of(case)? {
+        let mut log = String::new();
+        if let Some(ko) = build_one(lp_build, kernel, &b, &out, &mut log)
+            .with_context(|| format!("building {}", b.dir.display()))?
+        {
+            modules.push(ko);
+        }
+    }
+    let build_time = start.elapsed();
+    if modules.is_empty() {
+        return Ok((build_time, None));
+    }
+    let script = case.join("check.sh");
+    if !script.is_file() {
+        bail!("{}: a case that builds modules needs check.sh", case.display());
+    }
+    let mut vm = Vm::new(&kernel.bzimage, &script, &out.join("vm"));
+    vm.modules = modules;
+    vm.modules.extend(kernel.modules.iter().cloned());
+    vm.echo = std::env::var_os("LP_E2E_ECHO").is_some();
+    let result = vm.run()?;
+    let _ = std::fs::copy(&result.log, out.join("console.log"));
+    match result.outcome {
+        Outcome::Pass => Ok((build_time, Some(result.total_time))),
+        Outcome::Fail(why) => bail!(
+            "in the VM: {why} (console: {})\n{}",
+            out.join("console.log").display(),
+            tail(&std::fs::read_to_string(&result.log).unwrap_or_default(), 25)
+        ),
+    }
+}
+
+/// `cargo xtask e2e [--kernel VER] [--case DIR ...]`.
+pub fn task(rest: &[String]) -> Result<()> {
+    let mut version = "6.12".to_string();
+    let mut cases: Vec<PathBuf> = Vec::new();
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--kernel" => version = kernel::value(&mut it, "--kernel")?,
+            "--case" => cases.push(kernel::absolute(Path::new(&kernel::value(&mut it, "--case")?))?),
+            other => bail!("unknown argument `{other}` (usage: cargo xtask e2e [--kernel 6.12|6.1] [--case DIR ...])"),
+        }
+    }
+    if cases.is_empty() {
+        let dir = crate::root().join("test-kernels/cases");
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        v.sort();
+        cases = v;
+    }
+    let kernel = kernel::ensure(&KernelOptions::new(&version))?;
+    let lp_build = lp_build_binary()?;
+    let artifacts = crate::root().join("artifacts").join(&kernel.version);
+    std::fs::create_dir_all(&artifacts)?;
+    let mut failed = 0;
+    for case in &cases {
+        let name = case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        match run_case(&lp_build, &kernel, case, &artifacts) {
+            Ok((build, vm)) => {
+                let vm = vm.map_or("no VM".to_string(), |d| format!("vm {}", kernel::secs(d)));
+                println!("PASS {version} {name} (build {}, {vm})", kernel::secs(build));
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAIL {version} {name}: {e:#}");
+            }
+        }
+    }
+    println!(
+        "{} passed, {failed} failed",
+        cases.len() - failed
+    );
+    println!("artifacts: {}", artifacts.display());
+    if failed > 0 {
+        bail!("{failed} e2e case(s) failed");
+    }
+    Ok(())
+}
