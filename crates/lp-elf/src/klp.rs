@@ -100,10 +100,7 @@ mod tests {
     fn sym_names_round_trip() {
         let n = klp_sym_name("vmlinux", "cmdline_proc_show", 0).unwrap();
         assert_eq!(n, ".klp.sym.vmlinux.cmdline_proc_show,0");
-        assert_eq!(
-            parse_klp_sym(&n),
-            Some(("vmlinux", "cmdline_proc_show", 0))
-        );
+        assert_eq!(parse_klp_sym(&n), Some(("vmlinux", "cmdline_proc_show", 0)));
         let n = klp_sym_name("null_blk", "foo.isra.0", 2).unwrap();
         assert_eq!(parse_klp_sym(&n), Some(("null_blk", "foo.isra.0", 2)));
     }

@@ -95,7 +95,10 @@ fn parse(data: &[u8], contents: bool) -> Result<Object> {
                 }
                 m.push(idx);
             }
-            SectionData::Group { flags: flags.0, members: m }
+            SectionData::Group {
+                flags: flags.0,
+                members: m,
+            }
         } else if !contents && sh_type == elf::SHT_PROGBITS {
             SectionData::Bytes(Vec::new())
         } else {

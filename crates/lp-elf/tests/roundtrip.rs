@@ -6,16 +6,25 @@ use lp_elf::{Object, SectionData};
 #[test]
 fn corpus_round_trips() {
     let objects = lp_testutil::corpus_objects();
-    assert!(objects.len() >= 80, "corpus has only {} objects", objects.len());
+    assert!(
+        objects.len() >= 80,
+        "corpus has only {} objects",
+        objects.len()
+    );
     for path in objects {
         let bytes = std::fs::read(&path).unwrap();
         let first = Object::parse(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let written = first
             .write()
             .unwrap_or_else(|e| panic!("{}: write: {e}", path.display()));
-        let second = Object::parse(&written)
-            .unwrap_or_else(|e| panic!("{}: reread: {e}", path.display()));
-        assert_eq!(first, second, "{}: model changed in round trip", path.display());
+        let second =
+            Object::parse(&written).unwrap_or_else(|e| panic!("{}: reread: {e}", path.display()));
+        assert_eq!(
+            first,
+            second,
+            "{}: model changed in round trip",
+            path.display()
+        );
 
         // Independent check with goblin: same sections, symbols and relocations.
         let g = goblin::elf::Elf::parse(&written)
@@ -23,10 +32,20 @@ fn corpus_round_trips() {
         assert_eq!(g.section_headers.len(), first.sections.len());
         for (i, (gs, s)) in g.section_headers.iter().zip(&first.sections).enumerate() {
             let name = g.shdr_strtab.get_at(gs.sh_name).unwrap_or("");
-            assert_eq!(name.as_bytes(), &s.name[..], "{} section {i}", path.display());
+            assert_eq!(
+                name.as_bytes(),
+                &s.name[..],
+                "{} section {i}",
+                path.display()
+            );
             if let SectionData::Bytes(b) = &s.data {
                 let range = gs.file_range().unwrap_or_default();
-                assert_eq!(&written[range], &b[..], "{} section {i} bytes", path.display());
+                assert_eq!(
+                    &written[range],
+                    &b[..],
+                    "{} section {i} bytes",
+                    path.display()
+                );
             }
         }
         assert_eq!(g.syms.len(), first.symbols.len(), "{}", path.display());
