@@ -47,6 +47,10 @@ pub struct DiffOptions {
     /// ORIG object counts as exported and every global defined in it as unexported unless it has
     /// a `__ksymtab_` entry there.
     pub exports: Option<HashSet<String>>,
+    /// The kernel runs objtool on the linked module (CONFIG_X86_KERNEL_IBT or LTO): the patch
+    /// object must not carry objtool's output (ORC, `.return_sites`, `__pfx_` symbols, ...),
+    /// objtool makes it for the whole module; its input annotations (`.discard.*`) are kept.
+    pub objtool_on_module: bool,
     /// Compute [`DiffResult::explanations`] (instruction listings of each changed function).
     pub explain: bool,
     /// A prefix, unique per object in one module, for the global aliases the differ gives to
@@ -207,6 +211,9 @@ pub mod meta {
     /// `place` carries an `R_X86_64_64` relocation to the patched place (section + offset),
     /// `name` one to the symbol name string in [`KLP_STRS_SECTION`].
     pub const KLP_RELOC_ENTRY_SIZE: u64 = 32;
+    /// Section of the placeholder function that link-time stand-in relocations at klp places
+    /// in code point to, so that objtool sees ordinary calls (docs/CONTRACTS.md).
+    pub const KLP_PLACEHOLDER_SECTION: &str = ".lp.klp_placeholder";
 }
 
 /// Diffs one object pair.

@@ -33,6 +33,7 @@ struct Out<'a> {
     /// patched symbol -> output symbol
     sym_map: HashMap<usize, usize>,
     externals: HashMap<String, usize>,
+    placeholder: Option<usize>,
     klp: Vec<(usize, u64, u32, String, i64)>,
     errors: Vec<Diagnostic>,
     resolver: Resolver<'a>,
@@ -55,6 +56,35 @@ impl Out<'_> {
         });
         self.externals.insert(name.to_string(), i);
         i
+    }
+
+    /// The placeholder function (`endbr64; ud2`) that stand-in relocations point to.
+    fn placeholder(&mut self) -> usize {
+        if let Some(p) = self.placeholder {
+            return p;
+        }
+        let sec = self.obj.push_section(Section {
+            name: meta::KLP_PLACEHOLDER_SECTION.as_bytes().to_vec(),
+            sh_type: elf::SHT_PROGBITS.0,
+            flags: elf::SHF_ALLOC.0 | elf::SHF_EXECINSTR.0,
+            addr: 0,
+            align: 16,
+            entsize: 0,
+            link: 0,
+            info: 0,
+            data: SectionData::Bytes(vec![0xf3, 0x0f, 0x1e, 0xfa, 0x0f, 0x0b]),
+        });
+        let sym = self.obj.push_symbol(Symbol {
+            name: b"__lp_klp_placeholder".to_vec(),
+            info: Symbol::make_info(elf::STB_LOCAL.0, elf::STT_FUNC.0),
+            other: 0,
+            st_shndx: 0,
+            section: SymSection::Section(sec as u32),
+            value: 0,
+            size: 6,
+        });
+        self.placeholder = Some(sym);
+        sym
     }
 
     fn refuse(&mut self, section: &str, symbol: &str, message: String) {
@@ -115,6 +145,7 @@ pub fn build(
         sec_sym: HashMap::new(),
         sym_map: HashMap::new(),
         externals: HashMap::new(),
+        placeholder: None,
         klp: Vec::new(),
         errors: Vec::new(),
         resolver: Resolver { opts, parent, file },
@@ -171,6 +202,10 @@ pub fn build(
     // Symbols defined in the output.
     for (i, s) in p.obj.symbols.iter().enumerate() {
         if !plan.internal[i] || s.is_section() {
+            continue;
+        }
+        // objtool makes the prefix symbols again for the linked module.
+        if opts.objtool_on_module && crate::names::is_function_prefix(p.name(i)) {
             continue;
         }
         let Some(&osec) = s.section_index().and_then(|x| out.sec_map.get(&x)) else {
@@ -281,7 +316,21 @@ pub fn build(
                                 addend: *addend,
                             });
                         }
-                        Ok(Reach::Klp(k)) => out.klp.push((osec, offset, r.r_type, k, *addend)),
+                        Ok(Reach::Klp(k)) => {
+                            if out.obj.sections[osec].is_exec() {
+                                // An ordinary stand-in during the link (objtool must see a
+                                // call, not an unannotated intra-function call); the post-link
+                                // pass removes it.
+                                let ph = out.placeholder();
+                                new_relocs.push(Reloc {
+                                    offset,
+                                    sym: ph as u32,
+                                    r_type: r.r_type,
+                                    addend: *addend,
+                                });
+                            }
+                            out.klp.push((osec, offset, r.r_type, k, *addend))
+                        }
                         Err(e) => {
                             let secname = p.sec_name(psec).into_owned();
                             out.refuse(&secname, &name, e.0);

@@ -36,6 +36,7 @@ fn options(case: &lp_testutil::Case) -> DiffOptions {
         exports: None,
         alias_prefix: "__lp_t_".into(),
         explain: true,
+        objtool_on_module: false,
     }
 }
 

@@ -184,6 +184,27 @@ fn check_case(dir: &Path) -> Result<(), String> {
     if let Some(bytes) = &r.output {
         goblin::elf::Elf::parse(bytes).map_err(|e| format!("{name}: goblin: {e}"))?;
         let out = out.as_ref().unwrap();
+        // Every klp place in code carries the link-time stand-in (docs/CONTRACTS.md).
+        for k in &r.record.klp_relocs {
+            let Some(sec) = out.section_by_name(&k.section) else {
+                problems.push(format!("klp relocation in missing section {}", k.section));
+                continue;
+            };
+            if !out.sections[sec].is_exec() {
+                continue;
+            }
+            let map = out.reloc_section_map();
+            let stand_in = out.relocs_for(&map, sec).iter().any(|rel| {
+                rel.offset == k.offset
+                    && out.symbols[rel.sym as usize].name_str() == "__lp_klp_placeholder"
+            });
+            if !stand_in {
+                problems.push(format!(
+                    "no stand-in relocation at {}+{:#x}",
+                    k.section, k.offset
+                ));
+            }
+        }
         for f in &r.record.functions {
             let alias = out.symbols.iter().find(|s| s.name_str() == f.new_symbol);
             if !alias.is_some_and(|a| a.is_func() && !a.is_local() && !a.is_undef()) {

@@ -1,0 +1,486 @@
+//! The loader's rules for a livepatch module, checked on the bytes of a `.ko`.
+//!
+//! The rules are those of `kernel/module/main.c` (`check_modinfo_livepatch`,
+//! `simplify_symbols`, `apply_relocations`), `kernel/livepatch/core.c`
+//! (`klp_write_section_relocs`, `klp_resolve_symbols`, `klp_find_object_symbol`) and
+//! `arch/x86/kernel/module.c` (`__write_relocate_add`): a module that breaks one of them fails
+//! to load, or loads and is patched wrongly. Every problem is reported, not only the first.
+//!
+//! Nothing here reads a file.
+
+use crate::x86_64;
+use lp_elf::klp::{
+    parse_klp_rela, parse_klp_sym, KLP_RELA_PREFIX, KLP_SYM_PREFIX, SHF_RELA_LIVEPATCH,
+    SHN_LIVEPATCH,
+};
+use lp_elf::{Object, Reloc, SectionData, SymSection};
+use object::elf;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// What the checker may know about the kernel the module is for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidateContext {
+    /// The symbols the kernel exports (vmlinux and modules, from Module.symvers). `None`: the
+    /// undefined symbols of the module are not checked.
+    pub exports: Option<HashSet<String>>,
+    /// Per object (`vmlinux` or a module name with underscores), how many symbols of each name
+    /// it has (vmlinux: in kallsyms; a module: in its symbol table). `None`, or an object not
+    /// in the map: positions are not checked for that object.
+    pub symbol_counts: Option<BTreeMap<String, HashMap<String, usize>>>,
+}
+
+/// One broken rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The section concerned (may be empty).
+    pub section: String,
+    /// The symbol concerned (may be empty).
+    pub symbol: String,
+    /// What is wrong and what the kernel would do.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.section.is_empty() {
+            write!(f, "{}: ", self.section)?;
+        }
+        if !self.symbol.is_empty() {
+            write!(f, "{}: ", self.symbol)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+struct Report(Vec<Problem>);
+
+impl Report {
+    fn add(&mut self, section: impl Into<String>, symbol: impl Into<String>, message: String) {
+        self.0.push(Problem {
+            section: section.into(),
+            symbol: symbol.into(),
+            message,
+        });
+    }
+}
+
+/// Checks a livepatch module against the loader's rules; an empty list means it passes.
+pub fn validate(ko: &[u8], ctx: &ValidateContext) -> Vec<Problem> {
+    let mut report = Report(Vec::new());
+    match Object::parse(ko) {
+        Ok(obj) => check(&obj, ctx, &mut report),
+        Err(e) => report.add("", "", format!("not a readable ELF object: {e}")),
+    }
+    report.0
+}
+
+fn section_name(obj: &Object, i: usize) -> String {
+    obj.sections
+        .get(i)
+        .map(|s| s.name_str().into_owned())
+        .unwrap_or_else(|| format!("section {i}"))
+}
+
+fn is_metadata_name(name: &str) -> bool {
+    // The placeholder is code the module keeps (see convert::KLP_PLACEHOLDER_SECTION).
+    (name.starts_with(".lp.") || name.starts_with(".kpatch."))
+        && name != crate::convert::KLP_PLACEHOLDER_SECTION
+}
+
+fn check(obj: &Object, ctx: &ValidateContext, report: &mut Report) {
+    if obj.e_type != elf::ET_REL.0 {
+        report.add(
+            "",
+            "",
+            format!(
+                "e_type {} is not ET_REL: modules are relocatable objects",
+                obj.e_type
+            ),
+        );
+    }
+    check_modinfo(obj, report);
+    if obj.symtab_index().is_none() {
+        report.add("", "", "the module has no symbol table".to_string());
+    }
+    check_metadata(obj, report);
+    check_symbols(obj, ctx, report);
+    check_klp_sections(obj, report);
+}
+
+fn check_modinfo(obj: &Object, report: &mut Report) {
+    let Some(i) = obj.section_by_name(".modinfo") else {
+        report.add(
+            ".modinfo",
+            "",
+            "no .modinfo section, so no `livepatch=Y`: the kernel loads this as an ordinary \
+             module and klp_enable_patch refuses it"
+                .to_string(),
+        );
+        return;
+    };
+    let data = obj.sections.get(i).map(|s| s.bytes()).unwrap_or_default();
+    if !data.split(|&b| b == 0).any(|e| e == b"livepatch=Y") {
+        report.add(
+            ".modinfo",
+            "",
+            "no `livepatch=Y` (MODULE_INFO(livepatch, \"Y\")): the kernel loads this as an \
+             ordinary module and klp_enable_patch refuses it"
+                .to_string(),
+        );
+    }
+}
+
+fn check_metadata(obj: &Object, report: &mut Report) {
+    for s in &obj.sections {
+        let name = s.name_str();
+        let target_is_meta = s.is_reloc()
+            && obj
+                .sections
+                .get(s.info as usize)
+                .is_some_and(|t| is_metadata_name(&t.name_str()));
+        if is_metadata_name(&name) || target_is_meta {
+            report.add(
+                name.into_owned(),
+                "",
+                "lp-build metadata left in the module: the post-link pass (convert_klp_relocs) \
+                 did not run or did not finish"
+                    .to_string(),
+            );
+        }
+    }
+}
+
+fn check_symbols(obj: &Object, ctx: &ValidateContext, report: &mut Report) {
+    for sym in obj.symbols.iter().skip(1) {
+        let name = sym.name_str();
+        let klp = sym.section == SymSection::Special(SHN_LIVEPATCH);
+        if klp {
+            match parse_klp_sym(&name) {
+                None => report.add(
+                    "",
+                    name.clone().into_owned(),
+                    "SHN_LIVEPATCH symbol whose name is not `.klp.sym.<objname>.<symbol>,<pos>` \
+                     as the kernel parses it (objname 1-55 characters without '.', symbol \
+                     1-511 without ',', decimal pos): \"has an incorrectly formatted name\""
+                        .to_string(),
+                ),
+                Some((objname, symbol, pos)) => {
+                    check_objname(objname, "", &name, report);
+                    check_position(ctx, objname, symbol, pos, &name, report);
+                }
+            }
+        } else if name.starts_with(KLP_SYM_PREFIX) {
+            report.add(
+                "",
+                name.clone().into_owned(),
+                format!(
+                    "named like a livepatch symbol but st_shndx is {:#x}, not SHN_LIVEPATCH \
+                     (0xff20): the module loader resolves it as an ordinary symbol",
+                    sym.st_shndx
+                ),
+            );
+        }
+        if let Some(exports) = &ctx.exports {
+            let undefined_strong = sym.is_undef()
+                && sym.st_bind() == elf::STB_GLOBAL.0
+                && !sym.name.is_empty()
+                // The x86 loader ignores it (ignore_undef_symbol).
+                && name != "_GLOBAL_OFFSET_TABLE_";
+            if undefined_strong && !exports.contains(name.as_ref()) {
+                report.add(
+                    "",
+                    name.into_owned(),
+                    "undefined and not exported by the kernel: the module loader fails with \
+                     \"Unknown symbol\"; unexported symbols need a klp relocation"
+                        .to_string(),
+                );
+            }
+        }
+    }
+}
+
+fn check_objname(objname: &str, section: &str, symbol: &str, report: &mut Report) {
+    if objname.contains('-') {
+        report.add(
+            section,
+            symbol,
+            format!(
+                "object name `{objname}` has '-': the kernel's module names use '_', so it \
+                 never matches"
+            ),
+        );
+    }
+}
+
+fn check_position(
+    ctx: &ValidateContext,
+    objname: &str,
+    symbol: &str,
+    pos: u64,
+    klp_name: &str,
+    report: &mut Report,
+) {
+    let Some(count) = ctx
+        .symbol_counts
+        .as_ref()
+        .and_then(|m| m.get(objname))
+        .map(|names| names.get(symbol).copied().unwrap_or(0))
+    else {
+        return;
+    };
+    let count = count as u64;
+    let message = if count == 0 {
+        format!("`{symbol}` does not exist in {objname}: the kernel cannot resolve it")
+    } else if pos == 0 && count > 1 {
+        format!(
+            "ambiguous: {objname} has {count} symbols named `{symbol}` and position 0 means \
+             \"the only one\"; the kernel refuses it (\"unresolvable ambiguity\")"
+        )
+    } else if pos > count {
+        format!(
+            "position {pos} but {objname} has only {count} symbol(s) named `{symbol}`: the \
+             kernel cannot resolve it"
+        )
+    } else {
+        return;
+    };
+    report.add("", klp_name, message);
+}
+
+fn check_klp_sections(obj: &Object, report: &mut Report) {
+    // Normal relocations by target, to find places relocated twice.
+    let mut normal: HashMap<usize, Vec<(u64, u64)>> = HashMap::new();
+    for s in &obj.sections {
+        let name = s.name_str();
+        let is_klp = name.starts_with(KLP_RELA_PREFIX) || s.flags & SHF_RELA_LIVEPATCH != 0;
+        if is_klp {
+            continue;
+        }
+        let Some(relocs) = s.relocs() else { continue };
+        for r in relocs {
+            if let Some(sym) = obj.symbol(r.sym as usize) {
+                if sym.section == SymSection::Special(SHN_LIVEPATCH) {
+                    report.add(
+                        name.clone().into_owned(),
+                        sym.name_str().into_owned(),
+                        format!(
+                            "ordinary relocation at {:#x} against a SHN_LIVEPATCH symbol: the \
+                             module loader applies it with value 0",
+                            r.offset
+                        ),
+                    );
+                }
+            }
+            let size = x86_64::field_size(r.r_type).unwrap_or(4);
+            normal
+                .entry(s.info as usize)
+                .or_default()
+                .push((r.offset, r.offset.saturating_add(size)));
+        }
+    }
+    for ranges in normal.values_mut() {
+        ranges.sort_unstable();
+    }
+
+    for s in &obj.sections {
+        let name = s.name_str().into_owned();
+        let named_klp = name.starts_with(KLP_RELA_PREFIX);
+        let flagged = s.flags & SHF_RELA_LIVEPATCH != 0;
+        if !named_klp && !flagged {
+            continue;
+        }
+        if !named_klp {
+            report.add(
+                name.clone(),
+                "",
+                "SHF_RELA_LIVEPATCH on a section not named `.klp.rela.<objname>.<section>`: the \
+                 kernel fails with \"incorrectly formatted name\""
+                    .to_string(),
+            );
+            continue;
+        }
+        let Some((sec_obj, _)) = parse_klp_rela(&name) else {
+            report.add(
+                name.clone(),
+                "",
+                "not `.klp.rela.<objname>.<section>` as the kernel parses it (objname 1-55 \
+                 characters without '.', then '.')"
+                    .to_string(),
+            );
+            continue;
+        };
+        check_objname(sec_obj, &name, "", report);
+        if s.sh_type != elf::SHT_RELA.0 {
+            report.add(
+                name.clone(),
+                "",
+                format!("sh_type {} is not SHT_RELA", s.sh_type),
+            );
+        }
+        if !flagged {
+            report.add(
+                name.clone(),
+                "",
+                "no SHF_RELA_LIVEPATCH flag: the module loader applies it as an ordinary \
+                 relocation section against unresolved symbols"
+                    .to_string(),
+            );
+        }
+        if !s.is_alloc() {
+            report.add(
+                name.clone(),
+                "",
+                "not SHF_ALLOC: the livepatch core cannot read it after the module loaded"
+                    .to_string(),
+            );
+        }
+        let target = s.info as usize;
+        let tsec = obj.sections.get(target).filter(|t| {
+            target != 0 && matches!(t.data, SectionData::Bytes(_) | SectionData::NoBits(_))
+        });
+        let Some(tsec) = tsec else {
+            report.add(
+                name.clone(),
+                "",
+                format!("sh_info {target} is not a code or data section of the module"),
+            );
+            continue;
+        };
+        let tname = section_name(obj, target);
+        if !tsec.is_alloc() {
+            report.add(
+                name.clone(),
+                "",
+                format!("target {tname} is not SHF_ALLOC: the kernel skips this section"),
+            );
+        }
+        if sec_obj != "vmlinux" && (tname.starts_with(".init") || tname.starts_with(".exit")) {
+            report.add(
+                name.clone(),
+                "",
+                format!(
+                    "target {tname} is freed after the module's init, but relocations for \
+                     module {sec_obj} may be applied later, when it loads"
+                ),
+            );
+        }
+        let Some(relocs) = s.relocs() else { continue };
+        for r in relocs {
+            check_klp_reloc(
+                obj, &name, sec_obj, tsec, &tname, r, &normal, target, report,
+            );
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // One relocation and everything it is checked against.
+fn check_klp_reloc(
+    obj: &Object,
+    name: &str,
+    sec_obj: &str,
+    tsec: &lp_elf::Section,
+    tname: &str,
+    r: &Reloc,
+    normal: &HashMap<usize, Vec<(u64, u64)>>,
+    target: usize,
+    report: &mut Report,
+) {
+    let Some(sym) = obj.symbol(r.sym as usize) else {
+        report.add(
+            name,
+            "",
+            format!("relocation at {:#x} against a missing symbol", r.offset),
+        );
+        return;
+    };
+    let symname = sym.name_str().into_owned();
+    if sym.section != SymSection::Special(SHN_LIVEPATCH) {
+        report.add(
+            name,
+            symname.clone(),
+            format!(
+                "relocation at {:#x} against a symbol that is not SHN_LIVEPATCH: the kernel \
+                 fails with \"not marked as a livepatch symbol\"",
+                r.offset
+            ),
+        );
+    } else if let Some((sym_obj, _, _)) = parse_klp_sym(&symname) {
+        if sym_obj != sec_obj {
+            let message = if sym_obj == "vmlinux" {
+                "module-specific section refers to a vmlinux symbol: the kernel refuses it \
+                 (\"invalid access to vmlinux symbol\"); use an ordinary relocation to an \
+                 exported symbol, or a .klp.rela.vmlinux section"
+                    .to_string()
+            } else {
+                format!(
+                    "symbol of object `{sym_obj}` in a section of object `{sec_obj}`: it is \
+                     resolved when `{sec_obj}` is patched, whether or not `{sym_obj}` is loaded"
+                )
+            };
+            report.add(name, symname.clone(), message);
+        }
+    }
+    let Some(size) = x86_64::field_size(r.r_type) else {
+        report.add(
+            name,
+            symname,
+            format!(
+                "relocation type {} at {:#x} is not one the x86_64 module loader applies",
+                r.r_type, r.offset
+            ),
+        );
+        return;
+    };
+    let end = r.offset.checked_add(size);
+    if end.map_or(true, |e| e > tsec.size()) {
+        report.add(
+            name,
+            symname,
+            format!(
+                "place {:#x} + {size} bytes is past the end of {tname} ({:#x} bytes)",
+                r.offset,
+                tsec.size()
+            ),
+        );
+        return;
+    }
+    if let SectionData::Bytes(b) = &tsec.data {
+        let field = usize::try_from(r.offset)
+            .ok()
+            .and_then(|o| Some(o..o.checked_add(size as usize)?))
+            .and_then(|range| b.get(range));
+        if field.is_some_and(|f| f.iter().any(|&x| x != 0)) {
+            report.add(
+                name,
+                symname.clone(),
+                format!(
+                    "place {tname}+{:#x} is not zero: the kernel refuses to apply it \
+                     (\"Invalid relocation target, existing value is nonzero\")",
+                    r.offset
+                ),
+            );
+        }
+    }
+    let end = r.offset.saturating_add(size);
+    if let Some(ranges) = normal.get(&target) {
+        // Fields are at most 8 bytes, so an overlapping one starts less than 8 bytes before.
+        let idx = ranges.partition_point(|&(start, _)| start < end);
+        let overlaps = ranges
+            .get(..idx)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .take_while(|&&(start, _)| start.saturating_add(8) > r.offset)
+            .any(|&(_, e)| e > r.offset);
+        if overlaps {
+            report.add(
+                name,
+                symname,
+                format!(
+                    "place {tname}+{:#x} is also relocated by an ordinary relocation",
+                    r.offset
+                ),
+            );
+        }
+    }
+}
