@@ -40,6 +40,8 @@ fn compile(src: &Path, dir: &Path, name: &str, out: &Path) {
         .get_compiler();
     let status = Command::new(compiler.path())
         .args(KERNEL_FLAGS)
+        .arg("-I")
+        .arg(lp_testutil::workspace_root().join("hooks-macros"))
         .arg("-c")
         .arg(&file)
         .current_dir(dir)
@@ -166,6 +168,48 @@ fn check_case(dir: &Path) -> Result<(), String> {
             }
             "expect-func" if !r.record.functions.iter().any(|f| f.old_name == value) => {
                 problems.push(format!("no klp_func record for {value}"));
+            }
+            "expect-callbacks" => {
+                // kind:function in order, as the record lists them (by kind, then declaration).
+                let want: Vec<&str> = value.split(',').map(str::trim).collect();
+                let out_obj = out.as_ref();
+                let got: Vec<String> = r
+                    .record
+                    .callbacks
+                    .iter()
+                    .map(|cb| {
+                        // The alias points at the callback; find the function at that address.
+                        let f = out_obj
+                            .and_then(|o| {
+                                let a = o.symbols.iter().find(|s| s.name_str() == cb.symbol)?;
+                                o.symbols
+                                    .iter()
+                                    .find(|s| {
+                                        s.is_func()
+                                            && s.section == a.section
+                                            && s.value == a.value
+                                            && s.name_str() != cb.symbol
+                                    })
+                                    .map(|s| s.name_str().into_owned())
+                            })
+                            .unwrap_or_default();
+                        format!("{}:{f}", cb.kind)
+                    })
+                    .collect();
+                if got != want {
+                    problems.push(format!("callbacks {got:?}, expected {want:?}"));
+                }
+            }
+            "expect-states" => {
+                let got: Vec<String> = r
+                    .record
+                    .states
+                    .iter()
+                    .map(|st| format!("{}:{}", st.id, st.version))
+                    .collect();
+                if got.join(",") != value {
+                    problems.push(format!("states {got:?}, expected {value}"));
+                }
             }
             "expect-section" => {
                 let (sec, size) = value.split_once(' ').unwrap_or((value, "0"));
