@@ -88,12 +88,14 @@ fn builds_of(case: &Path) -> Result<Vec<Build>> {
 }
 
 fn lp_build_binary() -> Result<PathBuf> {
-    crate::run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
-        "build",
-        "--release",
-        "-p",
-        "lp-build",
-    ]))?;
+    crate::run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
+            "build",
+            "--release",
+            "-p",
+            "lp-build",
+        ]),
+    )?;
     Ok(crate::root().join("target/release/lp-build"))
 }
 
@@ -154,7 +156,10 @@ fn build_one(
     }
     if let Some(text) = b.conf.get("expect-error") {
         if !stderr.contains(text.as_str()) && !stdout.contains(text.as_str()) {
-            bail!("lp-build's refusal does not mention `{text}`:\n{}", tail(&stderr, 15));
+            bail!(
+                "lp-build's refusal does not mention `{text}`:\n{}",
+                tail(&stderr, 15)
+            );
         }
     }
     if expected != "module" {
@@ -201,7 +206,10 @@ fn run_case(
     }
     let script = case.join("check.sh");
     if !script.is_file() {
-        bail!("{}: a case that builds modules needs check.sh", case.display());
+        bail!(
+            "{}: a case that builds modules needs check.sh",
+            case.display()
+        );
     }
     let mut vm = Vm::new(&kernel.bzimage, &script, &out.join("vm"));
     vm.modules = modules;
@@ -214,7 +222,10 @@ fn run_case(
         Outcome::Fail(why) => bail!(
             "in the VM: {why} (console: {})\n{}",
             out.join("console.log").display(),
-            tail(&std::fs::read_to_string(&result.log).unwrap_or_default(), 25)
+            tail(
+                &std::fs::read_to_string(&result.log).unwrap_or_default(),
+                25
+            )
         ),
     }
 }
@@ -247,11 +258,17 @@ pub fn task(rest: &[String]) -> Result<()> {
     std::fs::create_dir_all(&artifacts)?;
     let mut failed = 0;
     for case in &cases {
-        let name = case.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = case
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         match run_case(&lp_build, &kernel, case, &artifacts) {
             Ok((build, vm)) => {
                 let vm = vm.map_or("no VM".to_string(), |d| format!("vm {}", kernel::secs(d)));
-                println!("PASS {version} {name} (build {}, {vm})", kernel::secs(build));
+                println!(
+                    "PASS {version} {name} (build {}, {vm})",
+                    kernel::secs(build)
+                );
             }
             Err(e) => {
                 failed += 1;
@@ -259,13 +276,51 @@ pub fn task(rest: &[String]) -> Result<()> {
             }
         }
     }
-    println!(
-        "{} passed, {failed} failed",
-        cases.len() - failed
-    );
+    println!("{} passed, {failed} failed", cases.len() - failed);
     println!("artifacts: {}", artifacts.display());
     if failed > 0 {
         bail!("{failed} e2e case(s) failed");
     }
+    Ok(())
+}
+
+/// `cargo xtask demo [--kernel VER]`: the cmdline case, with the guest's story printed.
+pub fn demo(rest: &[String]) -> Result<()> {
+    let mut version = "6.12".to_string();
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--kernel" => version = kernel::value(&mut it, "--kernel")?,
+            other => {
+                bail!("unknown argument `{other}` (usage: cargo xtask demo [--kernel 6.12|6.1])")
+            }
+        }
+    }
+    let kernel = kernel::ensure(&KernelOptions::new(&version))?;
+    let lp_build = lp_build_binary()?;
+    let case = crate::root().join("test-kernels/cases/cmdline");
+    let artifacts = crate::root().join("artifacts").join(&kernel.version);
+    println!(
+        "patch:\n{}",
+        std::fs::read_to_string(case.join("cmdline.patch"))?
+    );
+    let result = run_case(&lp_build, &kernel, &case, &artifacts);
+    let console = artifacts.join("cmdline/console.log");
+    if let Ok(log) = std::fs::read_to_string(&console) {
+        println!("in the VM ({}):", console.display());
+        for line in log
+            .lines()
+            .filter(|l| l.contains("LP:") || l.contains("livepatch"))
+        {
+            println!("  {}", line.trim_end());
+        }
+    }
+    let (build, vm) = result?;
+    println!(
+        "module: {} (built in {}, VM run {})",
+        artifacts.join("cmdline/livepatch-cmdline.ko").display(),
+        kernel::secs(build),
+        vm.map_or("-".into(), kernel::secs)
+    );
     Ok(())
 }

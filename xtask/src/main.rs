@@ -6,11 +6,24 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod e2e;
+mod kernel;
+mod vm;
+
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci        fmt check, clippy -D warnings, all tests (what .ci/run calls)
-  test      all tests
+  ci        fmt check, clippy -D warnings, all tests, then e2e on the kernels of
+            LP_E2E_KERNELS (default 6.12) (what .ci/run calls)
+  test      all tests (no kernel, no VM)
+  e2e       lp-build on every case of test-kernels/cases, each module proven in the VM
+            [--kernel 6.12|6.1] [--case DIR ...]
+  demo      the whole story on the bundled test kernel: build it, patch /proc/cmdline,
+            show the behaviour before, while patched and after in the VM
+  bench     the differ over the real-object corpus (total, slowest pair, peak memory)
+  kernel    build the test kernel [--kernel 6.12|6.1] [--source DIR] [-j N]
+  vm        boot the test VM [--kernel VER] [--ko FILE.ko ...] [--file FILE ...] [--script FILE]
+  vm-selftest  boot the test kernel and load/unload the kernel's sample livepatch [--kernel VER]
 ";
 
 fn main() -> Result<()> {
@@ -23,6 +36,12 @@ fn main() -> Result<()> {
     match task.as_str() {
         "ci" => ci(rest),
         "test" => test(rest),
+        "e2e" => e2e::task(rest),
+        "demo" => e2e::demo(rest),
+        "bench" => bench(rest),
+        "kernel" => kernel::task(rest),
+        "vm" => vm::task(rest),
+        "vm-selftest" => vm::selftest(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())
@@ -62,8 +81,32 @@ fn cargo() -> Command {
 
 fn ci(_rest: &[String]) -> Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
-    test(&[])
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    test(&[])?;
+    let kernels = std::env::var("LP_E2E_KERNELS").unwrap_or_else(|_| "6.12".into());
+    for k in kernels.split_whitespace() {
+        e2e::task(&["--kernel".to_string(), k.to_string()])?;
+    }
+    Ok(())
+}
+
+fn bench(_rest: &[String]) -> Result<()> {
+    run(cargo().args([
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "lp-diff",
+        "--example",
+        "corpus_bench",
+    ]))
 }
 
 fn test(_rest: &[String]) -> Result<()> {

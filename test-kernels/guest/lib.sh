@@ -1,0 +1,79 @@
+# Helpers for guest scripts of the lp-build test VM (busybox sh).
+# The harness copies this file to /lp/lib.sh; a guest script starts with
+#   . /lp/lib.sh
+# and exits 0 for PASS. `fail REASON` ends it with LP-E2E-RESULT: FAIL REASON.
+
+LP_KO_DIR=/lp/ko
+LP_FAIL_FILE=/tmp/lp-fail-reason
+
+log() {
+	echo "LP: $*"
+}
+
+fail() {
+	echo "$*" > "$LP_FAIL_FILE"
+	echo "LP: FAIL: $*"
+	exit 1
+}
+
+# expect_eq ACTUAL EXPECTED WHAT
+expect_eq() {
+	[ "$1" = "$2" ] || fail "$3: expected '$2', got '$1'"
+	log "ok: $3 = '$1'"
+}
+
+# expect_contains HAYSTACK NEEDLE WHAT
+expect_contains() {
+	case "$1" in
+	*"$2"*) log "ok: $3 contains '$2'" ;;
+	*) fail "$3: '$1' does not contain '$2'" ;;
+	esac
+}
+
+# load_ko FILE.ko [PARAMS...]: insmod from /lp/ko (or a path), failing with the reason.
+load_ko() {
+	ko=$1
+	shift
+	case "$ko" in /*) ;; *) ko="$LP_KO_DIR/$ko" ;; esac
+	out=$(insmod "$ko" "$@" 2>&1) || fail "insmod $ko failed: $out"
+	log "loaded $ko"
+}
+
+# unload_ko NAME [TRIES]: rmmod, retried once a second (a disabled livepatch is freed
+# asynchronously, so its module may stay busy for a moment).
+unload_ko() {
+	tries=${2:-10}
+	while ! out=$(rmmod "$1" 2>&1); do
+		tries=$((tries - 1))
+		[ "$tries" -gt 0 ] || fail "rmmod $1 failed: $out"
+		sleep 1
+	done
+	[ ! -d "/sys/module/$1" ] || fail "module $1 still present after rmmod"
+	log "unloaded $1"
+}
+
+# klp_wait PATCH [TIMEOUT_S]: waits until /sys/kernel/livepatch/PATCH/transition is 0
+# (or PATCH is gone, once disabled and freed).
+klp_wait() {
+	t=${2:-60}
+	d=/sys/kernel/livepatch/$1
+	i=0
+	while [ -d "$d" ] && [ "$(cat "$d/transition" 2>/dev/null)" != 0 ]; do
+		i=$((i + 1))
+		if [ "$i" -gt $((t * 10)) ]; then
+			for p in /proc/[0-9]*; do
+				s=$(cat "$p/patch_state" 2>/dev/null)
+				[ -n "$s" ] && [ "$s" != -1 ] && echo "LP: pid ${p#/proc/} $(cat "$p/comm") patch_state $s"
+			done
+			fail "livepatch $1: transition still running after ${t}s"
+		fi
+		sleep 0.1
+	done
+	log "livepatch $1: transition done after $((i / 10)).$((i % 10))s"
+}
+
+# klp_disable PATCH [TIMEOUT_S]: echo 0 > enabled, then waits for the transition.
+klp_disable() {
+	echo 0 > "/sys/kernel/livepatch/$1/enabled" || fail "cannot disable livepatch $1"
+	klp_wait "$1" "${2:-60}"
+}

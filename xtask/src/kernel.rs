@@ -1,0 +1,717 @@
+//! `cargo xtask kernel`: the test kernel.
+//!
+//! Finds Debian's `linux-source-<ver>` tarball (installing it when running as root),
+//! extracts it once into `target/lp-kernels/<ver>/src`, configures it from `tinyconfig`
+//! plus `test-kernels/configs/livepatch.config` (and `livepatch-<ver>.config` when present),
+//! checks that every option of the fragments survived `olddefconfig`, and builds
+//! `bzImage` and the modules "like a distribution" (no `-ffunction-sections`) into
+//! `target/lp-kernels/<ver>/build`.
+//!
+//! [`ensure`] is the API the other tasks (`vm`, `vm-selftest`, `e2e`) call.
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Kernel versions with a Debian `linux-source-<ver>` package we know how to use.
+pub const VERSIONS: &[&str] = &["6.12", "6.1"];
+
+/// The default test kernel.
+pub const DEFAULT_VERSION: &str = "6.12";
+
+/// Debian packages the kernel build and the VM harness need, with a file each one installs.
+const HOST_PACKAGES: &[(&str, &str)] = &[
+    ("make", "/usr/bin/make"),
+    ("gcc", "/usr/bin/gcc"),
+    ("flex", "/usr/bin/flex"),
+    ("bison", "/usr/bin/bison"),
+    ("bc", "/usr/bin/bc"),
+    ("libelf-dev", "/usr/include/libelf.h"),
+    ("libssl-dev", "/usr/include/openssl/ssl.h"),
+    ("cpio", "/usr/bin/cpio"),
+    ("kmod", "/usr/bin/kmod"),
+    ("dwarves", "/usr/bin/pahole"),
+    ("xz-utils", "/usr/bin/xz"),
+    ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
+    ("busybox-static", "/bin/busybox"),
+];
+
+/// What `cargo xtask kernel` was asked for.
+#[derive(Debug, Clone)]
+pub struct KernelOptions {
+    /// `6.12` or `6.1`: which `linux-source-<ver>` package (and version fragment) to use.
+    pub version: String,
+    /// Use this kernel tree instead of the extracted Debian source.
+    pub source: Option<PathBuf>,
+    /// Parallel make jobs; `None` means the number of CPUs.
+    pub jobs: Option<usize>,
+}
+
+impl KernelOptions {
+    pub fn new(version: &str) -> Self {
+        KernelOptions {
+            version: version.to_string(),
+            source: None,
+            jobs: None,
+        }
+    }
+}
+
+/// A configured and built test kernel: every path is absolute and exists.
+#[derive(Debug, Clone)]
+pub struct TestKernel {
+    /// Short version asked for (`6.12`).
+    pub version: String,
+    /// Full version of the tree (`6.12.57`), from its Makefile.
+    pub release: String,
+    /// Kernel source tree (read-only for us: builds go to `build`).
+    pub src: PathBuf,
+    /// `O=` build directory (`.config`, objects, `Module.symvers`).
+    pub build: PathBuf,
+    pub vmlinux: PathBuf,
+    pub bzimage: PathBuf,
+    pub system_map: PathBuf,
+    pub module_symvers: PathBuf,
+    /// Every in-tree module built (`=m`), e.g. `fs/binfmt_misc.ko`.
+    pub modules: Vec<PathBuf>,
+}
+
+impl TestKernel {
+    /// The in-tree module `name` (`binfmt_misc` or `binfmt_misc.ko`).
+    pub fn module(&self, name: &str) -> Option<&Path> {
+        let file = if name.ends_with(".ko") {
+            name.to_string()
+        } else {
+            format!("{name}.ko")
+        };
+        self.modules
+            .iter()
+            .find(|m| m.file_name().is_some_and(|f| f == file.as_str()))
+            .map(PathBuf::as_path)
+    }
+
+    /// Builds the out-of-tree module in `dir` (which holds its sources and a `Kbuild` or
+    /// `Makefile`) against this kernel with kbuild, returning the `.ko` files made there.
+    pub fn build_external_module(&self, dir: &Path) -> Result<Vec<PathBuf>> {
+        let dir = absolute(dir)?;
+        run_in(
+            &self.src,
+            Command::new("make")
+                .arg(format!("O={}", self.build.display()))
+                .arg(format!("M={}", dir.display()))
+                .arg(format!("-j{}", jobs(None)))
+                .arg("modules"),
+        )
+        .with_context(|| format!("building the external module in {}", dir.display()))?;
+        let mut kos = Vec::new();
+        find_kos(&dir, &mut kos)?;
+        if kos.is_empty() {
+            bail!("kbuild made no .ko in {}", dir.display());
+        }
+        Ok(kos)
+    }
+
+    /// The value of `CONFIG_<name>` in the build's `.config` (`None` when not set).
+    pub fn config(&self, name: &str) -> Result<Option<String>> {
+        let config = read_config(&self.build.join(".config"))?;
+        Ok(config.get(name).cloned())
+    }
+}
+
+/// `cargo xtask kernel [--kernel 6.12|6.1] [--source DIR] [-j N]`.
+pub fn task(rest: &[String]) -> Result<()> {
+    let mut opts = KernelOptions::new(DEFAULT_VERSION);
+    let mut args = rest.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--kernel" => opts.version = value(&mut args, "--kernel")?,
+            "--source" => opts.source = Some(PathBuf::from(value(&mut args, "--source")?)),
+            "-j" | "--jobs" => {
+                let n = value(&mut args, "-j")?;
+                opts.jobs = Some(n.parse().with_context(|| format!("-j {n}: not a number"))?);
+            }
+            other => bail!(
+                "kernel: unknown argument `{other}`\n\
+                 usage: cargo xtask kernel [--kernel 6.12|6.1] [--source DIR] [-j N]"
+            ),
+        }
+    }
+    let start = Instant::now();
+    let k = ensure(&opts)?;
+    println!(
+        "test kernel {} ({}) ready in {}",
+        k.version,
+        k.release,
+        secs(start.elapsed())
+    );
+    println!("  src            {}", k.src.display());
+    println!("  build          {}", k.build.display());
+    println!("  vmlinux        {}", k.vmlinux.display());
+    println!("  bzImage        {}", k.bzimage.display());
+    println!("  System.map     {}", k.system_map.display());
+    println!("  Module.symvers {}", k.module_symvers.display());
+    for m in &k.modules {
+        println!("  module         {}", m.display());
+    }
+    Ok(())
+}
+
+/// Makes sure the test kernel of `opts` is extracted, configured and built, and returns
+/// its paths. Cheap when it already is: the build directory keeps a stamp of the
+/// configuration fragments it was built from.
+pub fn ensure(opts: &KernelOptions) -> Result<TestKernel> {
+    if !VERSIONS.contains(&opts.version.as_str()) && opts.source.is_none() {
+        bail!(
+            "unknown kernel version `{}`: use one of {} (or --source DIR)",
+            opts.version,
+            VERSIONS.join(", ")
+        );
+    }
+    let cache = crate::root().join("target").join("lp-kernels");
+    // Held until the kernel is built: two runs must not share one O= directory at once.
+    let (src, base, release, _lock) = match &opts.source {
+        Some(dir) => {
+            ensure_host_packages(None)?;
+            let src = absolute(dir)?;
+            if !src.join("Makefile").is_file() || !src.join("Kconfig").is_file() {
+                bail!(
+                    "--source {}: not a kernel source tree (no Makefile/Kconfig)",
+                    src.display()
+                );
+            }
+            let release = kernel_release(&src)?;
+            let tag = format!("{:016x}", fnv1a(src.to_string_lossy().as_bytes()));
+            let base = cache.join(format!("custom-{release}-{}", &tag[..12]));
+            let lock = DirLock::acquire(&base)?;
+            (src, base, release, lock)
+        }
+        None => {
+            ensure_host_packages(Some(&opts.version))?;
+            let base = cache.join(&opts.version);
+            let lock = DirLock::acquire(&base)?;
+            let src = extract_source(&opts.version, &base)?;
+            let release = kernel_release(&src)?;
+            (src, base, release, lock)
+        }
+    };
+    // `6.12` for the fragments and the API, whatever the tree's sublevel.
+    let version = release.split('.').take(2).collect::<Vec<_>>().join(".");
+    let build = base.join("build");
+    fs::create_dir_all(&build).with_context(|| format!("cannot create {}", build.display()))?;
+
+    let fragments = fragments(&release)?;
+    let hash = fragments_hash(&fragments)?;
+    let config_stamp = build.join(".lp-config-hash");
+    let built_stamp = build.join(".lp-built-hash");
+    if read_stamp(&config_stamp).as_deref() != Some(hash.as_str())
+        || !build.join(".config").is_file()
+    {
+        configure(&src, &build, &fragments)?;
+        write_stamp(&config_stamp, &hash)?;
+    } else {
+        eprintln!(
+            "kernel: {} already configured from {}",
+            build.display(),
+            hash
+        );
+    }
+    // Also verify a reused configuration: someone may have run menuconfig in there.
+    check_config(&build.join(".config"), &fragments)?;
+
+    let mut k = TestKernel {
+        version,
+        release,
+        vmlinux: build.join("vmlinux"),
+        bzimage: build.join("arch/x86/boot/bzImage"),
+        system_map: build.join("System.map"),
+        module_symvers: build.join("Module.symvers"),
+        modules: Vec::new(),
+        src,
+        build,
+    };
+    let outputs_exist = [&k.vmlinux, &k.bzimage, &k.system_map, &k.module_symvers]
+        .iter()
+        .all(|p| p.is_file());
+    // A tree given with --source may have been edited: always let make decide then.
+    let up_to_date = opts.source.is_none()
+        && outputs_exist
+        && read_stamp(&built_stamp).as_deref() == Some(hash.as_str());
+    if up_to_date {
+        eprintln!("kernel: reusing the build in {}", k.build.display());
+    } else {
+        let start = Instant::now();
+        run_in(
+            &k.src,
+            Command::new("make")
+                .arg(format!("O={}", k.build.display()))
+                .arg(format!("-j{}", jobs(opts.jobs)))
+                .args(["bzImage", "modules"]),
+        )
+        .with_context(|| {
+            format!(
+                "building kernel {} in {} (see the compiler output above)",
+                k.release,
+                k.build.display()
+            )
+        })?;
+        eprintln!(
+            "kernel: make bzImage modules took {}",
+            secs(start.elapsed())
+        );
+        write_stamp(&built_stamp, &hash)?;
+    }
+    for p in [&k.vmlinux, &k.bzimage, &k.system_map, &k.module_symvers] {
+        if !p.is_file() {
+            bail!("the kernel build did not produce {}", p.display());
+        }
+    }
+    find_kos(&k.build, &mut k.modules)?;
+    k.modules.sort();
+    Ok(k)
+}
+
+/// Checks that the Debian packages the kernel build and the VM need are installed
+/// (`kernel_version` adds `linux-source-<ver>`); installs them with apt-get when running
+/// as root, otherwise fails saying what to install.
+pub fn ensure_host_packages(kernel_version: Option<&str>) -> Result<()> {
+    let mut missing: Vec<String> = HOST_PACKAGES
+        .iter()
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(pkg, _)| pkg.to_string())
+        .collect();
+    if let Some(ver) = kernel_version {
+        if !source_tarball(ver).is_file() && VERSIONS.contains(&ver) {
+            missing.push(format!("linux-source-{ver}"));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let line = format!("apt-get install -y {}", missing.join(" "));
+    if !is_root() {
+        bail!("missing host packages; install them with:\n  sudo {line}");
+    }
+    eprintln!(
+        "kernel: installing missing host packages: {}",
+        missing.join(" ")
+    );
+    let install = |missing: &[String]| {
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+    };
+    let ok = install(&missing).map(|s| s.success()).unwrap_or(false);
+    if !ok {
+        // Maybe the package lists were never fetched on this machine.
+        let _ = Command::new("apt-get").arg("update").status();
+        let status = install(&missing).with_context(|| format!("cannot run `{line}`"))?;
+        if !status.success() {
+            bail!("`{line}` failed ({status}); install these packages by hand");
+        }
+    }
+    Ok(())
+}
+
+fn source_tarball(version: &str) -> PathBuf {
+    PathBuf::from(format!("/usr/src/linux-source-{version}.tar.xz"))
+}
+
+/// Extracts `/usr/src/linux-source-<ver>.tar.xz` into `<base>/src` unless already done
+/// (into a temporary directory first, renamed at the end, so a killed run leaves no
+/// half-extracted tree behind).
+fn extract_source(version: &str, base: &Path) -> Result<PathBuf> {
+    let src = base.join("src");
+    if src.join("Makefile").is_file() {
+        return Ok(src);
+    }
+    let tarball = source_tarball(version);
+    if !tarball.is_file() {
+        bail!(
+            "{} is missing: install it with `apt-get install linux-source-{version}`",
+            tarball.display()
+        );
+    }
+    fs::create_dir_all(base).with_context(|| format!("cannot create {}", base.display()))?;
+    let tmp = base.join(".src.tmp");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
+    }
+    fs::create_dir_all(&tmp)?;
+    eprintln!(
+        "kernel: extracting {} into {}",
+        tarball.display(),
+        src.display()
+    );
+    let start = Instant::now();
+    run_in(
+        base,
+        Command::new("tar")
+            .arg("-C")
+            .arg(&tmp)
+            .arg("-xf")
+            .arg(&tarball),
+    )
+    .with_context(|| format!("extracting {}", tarball.display()))?;
+    // The tarball holds one top directory, `linux-source-<ver>/`.
+    let top = fs::read_dir(&tmp)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.join("Makefile").is_file())
+        .with_context(|| format!("{} holds no kernel tree", tarball.display()))?;
+    if src.exists() {
+        fs::remove_dir_all(&src).with_context(|| format!("cannot remove {}", src.display()))?;
+    }
+    fs::rename(&top, &src)
+        .with_context(|| format!("cannot rename {} to {}", top.display(), src.display()))?;
+    fs::remove_dir_all(&tmp).ok();
+    eprintln!("kernel: extracted in {}", secs(start.elapsed()));
+    Ok(src)
+}
+
+/// `VERSION.PATCHLEVEL.SUBLEVEL` from the tree's Makefile.
+fn kernel_release(src: &Path) -> Result<String> {
+    let makefile = src.join("Makefile");
+    let text = fs::read_to_string(&makefile)
+        .with_context(|| format!("cannot read {}", makefile.display()))?;
+    let field = |name: &str| {
+        text.lines()
+            .take(20)
+            .find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == name).then(|| v.trim().to_string())
+            })
+            .with_context(|| format!("no {name} in {}", makefile.display()))
+    };
+    Ok(format!(
+        "{}.{}.{}",
+        field("VERSION")?,
+        field("PATCHLEVEL")?,
+        field("SUBLEVEL")?
+    ))
+}
+
+/// The configuration fragments for a tree of release `release`: the common one and the
+/// `livepatch-<major>.<minor>.config` one when it exists.
+pub fn fragments(release: &str) -> Result<Vec<PathBuf>> {
+    let dir = crate::root().join("test-kernels").join("configs");
+    let common = dir.join("livepatch.config");
+    if !common.is_file() {
+        bail!(
+            "{} is missing (it is part of the repository)",
+            common.display()
+        );
+    }
+    let mut out = vec![common];
+    let short: Vec<&str> = release.split('.').take(2).collect();
+    let specific = dir.join(format!("livepatch-{}.config", short.join(".")));
+    if specific.is_file() {
+        out.push(specific);
+    }
+    Ok(out)
+}
+
+fn fragments_hash(fragments: &[PathBuf]) -> Result<String> {
+    let mut bytes = Vec::new();
+    for f in fragments {
+        bytes.extend_from_slice(f.file_name().unwrap_or_default().as_encoded_bytes());
+        bytes.push(0);
+        bytes.extend(fs::read(f).with_context(|| format!("cannot read {}", f.display()))?);
+        bytes.push(0);
+    }
+    Ok(format!("{:016x}", fnv1a(&bytes)))
+}
+
+/// `make tinyconfig`, merge the fragments, `make olddefconfig`.
+fn configure(src: &Path, build: &Path, fragments: &[PathBuf]) -> Result<()> {
+    let o = format!("O={}", build.display());
+    run_in(src, Command::new("make").arg(&o).arg("tinyconfig")).context(
+        "make tinyconfig (is the source tree clean? O= builds need `make mrproper` in it)",
+    )?;
+    run_in(
+        src,
+        Command::new("sh")
+            .arg(src.join("scripts/kconfig/merge_config.sh"))
+            .arg("-m")
+            .arg("-O")
+            .arg(build)
+            .arg(build.join(".config"))
+            .args(fragments),
+    )
+    .context("merging the livepatch config fragment")?;
+    run_in(src, Command::new("make").arg(&o).arg("olddefconfig")).context("make olddefconfig")?;
+    Ok(())
+}
+
+/// Parses a `.config` (or fragment) into `NAME -> value` (without `CONFIG_`); a
+/// `# CONFIG_X is not set` line gives `n`.
+fn parse_config(text: &str) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("# CONFIG_") {
+            if let Some(name) = rest.strip_suffix(" is not set") {
+                map.insert(name.to_string(), "n".to_string());
+            }
+        } else if let Some(rest) = line.strip_prefix("CONFIG_") {
+            if let Some((name, value)) = rest.split_once('=') {
+                map.insert(name.to_string(), value.to_string());
+            }
+        }
+    }
+    map
+}
+
+fn read_config(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(parse_config(&text))
+}
+
+/// Fails naming every option of the fragments that did not survive into `.config`, and
+/// every livepatch prerequisite that is missing.
+fn check_config(config: &Path, fragments: &[PathBuf]) -> Result<()> {
+    let have = read_config(config)?;
+    let get = |name: &str| have.get(name).map(String::as_str).unwrap_or("n");
+    let mut problems = Vec::new();
+    for f in fragments {
+        for (name, want) in read_config(f)? {
+            let got = get(&name);
+            if got != want {
+                problems.push(format!(
+                    "CONFIG_{name}: wanted {want}, got {got} ({})",
+                    f.file_name().unwrap_or_default().to_string_lossy()
+                ));
+            }
+        }
+    }
+    // What livepatch needs, whatever the fragments say.
+    for name in [
+        "64BIT",
+        "MODULES",
+        "LIVEPATCH",
+        "DYNAMIC_FTRACE",
+        "FTRACE_MCOUNT_RECORD",
+        "UNWINDER_ORC",
+        "HAVE_RELIABLE_STACKTRACE",
+        "STACKTRACE",
+        "KALLSYMS_ALL",
+        // Distributions build with IBT; the test kernel must too.
+        "X86_KERNEL_IBT",
+    ] {
+        if get(name) != "y" {
+            problems.push(format!("CONFIG_{name}: required y, got {}", get(name)));
+        }
+    }
+    if get("DYNAMIC_FTRACE_WITH_REGS") != "y" && get("DYNAMIC_FTRACE_WITH_ARGS") != "y" {
+        problems
+            .push("CONFIG_DYNAMIC_FTRACE_WITH_REGS or _WITH_ARGS: required, neither is y".into());
+    }
+    for name in [
+        "TRIM_UNUSED_KSYMS",
+        "MODULE_SIG_FORCE",
+        "LD_DEAD_CODE_DATA_ELIMINATION",
+    ] {
+        if get(name) == "y" {
+            problems.push(format!("CONFIG_{name}: must be off, got y"));
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "{} does not have what the fragments ask for:\n  {}\n\
+         Fix test-kernels/configs/livepatch*.config (look up each symbol's dependencies with \
+         `make O={} menuconfig`, `/` then the name).",
+        config.display(),
+        problems.join("\n  "),
+        config.parent().unwrap_or(Path::new(".")).display()
+    )
+}
+
+fn find_kos(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            find_kos(&path, out)?;
+        } else if kind.is_file() && path.extension().is_some_and(|e| e == "ko") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// An exclusive claim on a kernel cache directory: `<dir>/.lock` holding our pid, created
+/// with `create_new`, removed on drop; a lock whose process is gone is taken over.
+struct DirLock(PathBuf);
+
+impl DirLock {
+    fn acquire(dir: &Path) -> Result<DirLock> {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let path = dir.join(".lock");
+        let me = std::process::id();
+        let mut told = false;
+        loop {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    use std::io::Write;
+                    writeln!(f, "{me}")
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    return Ok(DirLock(path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let owner = fs::read_to_string(&path).unwrap_or_default();
+                    let owner = owner.trim();
+                    let alive = !owner.is_empty() && Path::new("/proc").join(owner).exists();
+                    if !alive {
+                        // Left by a killed run (or being written this instant: retry).
+                        if owner.is_empty() {
+                            std::thread::sleep(Duration::from_millis(200));
+                            if !fs::read_to_string(&path)
+                                .unwrap_or_default()
+                                .trim()
+                                .is_empty()
+                            {
+                                continue;
+                            }
+                        }
+                        fs::remove_file(&path).ok();
+                        continue;
+                    }
+                    if !told {
+                        eprintln!(
+                            "kernel: waiting for process {owner}, which is building in {} \
+                             (remove {} if that is wrong)",
+                            dir.display(),
+                            path.display()
+                        );
+                        told = true;
+                    }
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", path.display()))
+                }
+            }
+        }
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        fs::remove_file(&self.0).ok();
+    }
+}
+
+/// Runs `cmd` in `dir`, failing with the command line when it fails.
+pub fn run_in(dir: &Path, cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("+ (cd {} && {shown})", dir.display());
+    let status = cmd
+        .current_dir(dir)
+        .status()
+        .with_context(|| format!("cannot start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+/// The next argument, as the value of option `opt`.
+pub fn value<'a>(args: &mut impl Iterator<Item = &'a String>, opt: &str) -> Result<String> {
+    args.next()
+        .cloned()
+        .with_context(|| format!("{opt} needs a value"))
+}
+
+pub fn absolute(p: &Path) -> Result<PathBuf> {
+    fs::canonicalize(p).with_context(|| format!("{} does not exist", p.display()))
+}
+
+fn jobs(asked: Option<usize>) -> usize {
+    asked.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn is_root() -> bool {
+    // `Uid:` real, effective, ... in /proc/self/status; no libc needed.
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|u| u.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn read_stamp(path: &Path) -> Option<String> {
+    fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+fn write_stamp(path: &Path, hash: &str) -> Result<()> {
+    fs::write(path, format!("{hash}\n")).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// 64-bit FNV-1a: a stable hash (std's `DefaultHasher` may change between releases).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+pub fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_config_lines() {
+        let c = parse_config("CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x=y\"\n# comment\n");
+        assert_eq!(c.get("A").map(String::as_str), Some("y"));
+        assert_eq!(c.get("B").map(String::as_str), Some("n"));
+        assert_eq!(c.get("C").map(String::as_str), Some("\"x=y\""));
+        assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn fragment_survives_check() {
+        let dir = std::env::temp_dir().join(format!("lp-kcheck-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let frag = dir.join("frag.config");
+        fs::write(&frag, "CONFIG_FOO=m\n# CONFIG_BAR is not set\n").unwrap();
+        let base =
+            "CONFIG_64BIT=y\nCONFIG_MODULES=y\nCONFIG_LIVEPATCH=y\nCONFIG_DYNAMIC_FTRACE=y\n\
+                    CONFIG_FTRACE_MCOUNT_RECORD=y\nCONFIG_UNWINDER_ORC=y\n\
+                    CONFIG_HAVE_RELIABLE_STACKTRACE=y\nCONFIG_STACKTRACE=y\n\
+                    CONFIG_KALLSYMS_ALL=y\nCONFIG_X86_KERNEL_IBT=y\n\
+                    CONFIG_DYNAMIC_FTRACE_WITH_ARGS=y\n";
+        let config = dir.join(".config");
+        fs::write(&config, format!("{base}CONFIG_FOO=m\n")).unwrap();
+        check_config(&config, std::slice::from_ref(&frag)).unwrap();
+        fs::write(&config, format!("{base}CONFIG_BAR=y\n")).unwrap();
+        let err = format!("{:#}", check_config(&config, &[frag]).unwrap_err());
+        assert!(err.contains("CONFIG_FOO: wanted m, got n"), "{err}");
+        assert!(err.contains("CONFIG_BAR: wanted n, got y"), "{err}");
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn fnv_is_stable() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+}

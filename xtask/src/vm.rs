@@ -1,0 +1,603 @@
+//! The test VM: a busybox initramfs booted with qemu (TCG), one guest script per boot.
+//!
+//! The initramfs holds `/bin/busybox` (static, from busybox-static), a generated `/init`,
+//! `/lp/lib.sh` (test-kernels/guest/lib.sh), the guest script as `/lp/test.sh`, the
+//! modules under `/lp/ko/` and extra files under `/lp/`. `/init` mounts proc, sysfs,
+//! devtmpfs and debugfs, runs `sh /lp/test.sh` and prints `LP-E2E-RESULT: PASS` or
+//! `LP-E2E-RESULT: FAIL <reason>` before `reboot -f` (qemu runs with `-no-reboot`, so it
+//! exits). The host keeps the serial console in `console.log`, kills qemu after a
+//! timeout, and reads the marker.
+//!
+//! Always TCG: KVM is not usable on the project's machines.
+
+use crate::kernel::{self, secs, value};
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What `/init` prints when the guest script passed / failed.
+pub const RESULT_MARKER: &str = "LP-E2E-RESULT: ";
+/// What `/init` prints once userspace is up (the boot time ends there).
+pub const UP_MARKER: &str = "LP-E2E: guest up";
+
+/// One boot of the test VM.
+#[derive(Debug, Clone)]
+pub struct Vm {
+    /// The kernel to boot.
+    pub bzimage: PathBuf,
+    /// Guest script (busybox sh), run as `/lp/test.sh` with `/lp` as working directory.
+    pub script: PathBuf,
+    /// Modules copied to `/lp/ko/<file name>`.
+    pub modules: Vec<PathBuf>,
+    /// Other files copied to `/lp/<file name>`.
+    pub files: Vec<PathBuf>,
+    /// Extra kernel command line arguments.
+    pub append: Vec<String>,
+    /// qemu is killed after this long.
+    pub timeout: Duration,
+    /// Where `initramfs.cpio.gz`, `console.log` and `qemu.stderr` go (kept).
+    pub work_dir: PathBuf,
+    /// Guest memory (qemu `-m`).
+    pub memory: String,
+    /// Virtual CPUs (qemu `-smp`).
+    pub cpus: u32,
+    /// Mirror the serial console on stderr while it runs.
+    pub echo: bool,
+}
+
+/// How a boot ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    /// The guest script failed (the reason `/init` printed), or the VM timed out,
+    /// panicked or stopped without a result line.
+    Fail(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct VmResult {
+    pub outcome: Outcome,
+    /// The serial console (kernel messages and guest output).
+    pub log: PathBuf,
+    /// From starting qemu to `/init` running (`None` if it never got there).
+    pub boot_time: Option<Duration>,
+    /// From starting qemu to its exit.
+    pub total_time: Duration,
+}
+
+impl VmResult {
+    pub fn passed(&self) -> bool {
+        self.outcome == Outcome::Pass
+    }
+}
+
+impl Vm {
+    /// A VM with defaults: 512 MiB, 2 CPUs, 180 s timeout, no modules or files.
+    pub fn new(bzimage: &Path, script: &Path, work_dir: &Path) -> Self {
+        Vm {
+            bzimage: bzimage.to_path_buf(),
+            script: script.to_path_buf(),
+            modules: Vec::new(),
+            files: Vec::new(),
+            append: Vec::new(),
+            timeout: Duration::from_secs(180),
+            work_dir: work_dir.to_path_buf(),
+            memory: "512M".into(),
+            cpus: 2,
+            echo: false,
+        }
+    }
+
+    /// Builds `work_dir/initramfs.cpio.gz` and returns its path.
+    pub fn build_initramfs(&self) -> Result<PathBuf> {
+        fs::create_dir_all(&self.work_dir)
+            .with_context(|| format!("cannot create {}", self.work_dir.display()))?;
+        let busybox = Path::new("/bin/busybox");
+        let lib = crate::root().join("test-kernels/guest/lib.sh");
+        let mut cpio = Cpio::default();
+        for dir in [
+            "/bin",
+            "/sbin",
+            "/usr",
+            "/usr/bin",
+            "/usr/sbin",
+            "/dev",
+            "/proc",
+            "/sys",
+            "/tmp",
+            "/mnt",
+            "/root",
+            "/lp",
+            "/lp/ko",
+        ] {
+            cpio.dir(dir);
+        }
+        cpio.char_dev("/dev/console", 0o600, 5, 1);
+        cpio.file(
+            "/bin/busybox",
+            0o755,
+            &read(busybox, "apt-get install busybox-static")?,
+        );
+        cpio.symlink("/bin/sh", "busybox");
+        cpio.file("/init", 0o755, INIT.as_bytes());
+        cpio.file(
+            "/lp/lib.sh",
+            0o644,
+            &read(&lib, "it is part of the repository")?,
+        );
+        cpio.file("/lp/test.sh", 0o755, &read(&self.script, "check --script")?);
+        for ko in &self.modules {
+            cpio.file(
+                &format!("/lp/ko/{}", file_name(ko)?),
+                0o644,
+                &read(ko, "build it first")?,
+            );
+        }
+        for f in &self.files {
+            cpio.file(
+                &format!("/lp/{}", file_name(f)?),
+                0o755,
+                &read(f, "check --file")?,
+            );
+        }
+        let raw = cpio.finish();
+
+        let out = self.work_dir.join("initramfs.cpio.gz");
+        let file =
+            fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
+        let mut gzip = Command::new("gzip")
+            .args(["-n", "-6", "-c"])
+            .stdin(Stdio::piped())
+            .stdout(file)
+            .spawn()
+            .context("cannot start gzip (apt-get install gzip)")?;
+        let mut stdin = gzip.stdin.take().context("gzip has no stdin")?;
+        stdin
+            .write_all(&raw)
+            .context("writing the initramfs to gzip")?;
+        drop(stdin);
+        let status = gzip.wait().context("waiting for gzip")?;
+        if !status.success() {
+            bail!("gzip failed with {status} writing {}", out.display());
+        }
+        Ok(out)
+    }
+
+    /// Builds the initramfs, boots, waits for the result (or the timeout).
+    /// `Err` only for harness problems (qemu missing, files unreadable); a guest that
+    /// fails, panics or hangs gives `Ok` with [`Outcome::Fail`].
+    pub fn run(&self) -> Result<VmResult> {
+        let initramfs = self.build_initramfs()?;
+        let log_path = self.work_dir.join("console.log");
+        let err_path = self.work_dir.join("qemu.stderr");
+        let mut append = vec![
+            "console=ttyS0".to_string(),
+            "panic=-1".to_string(),
+            "oops=panic".to_string(),
+            "rdinit=/init".to_string(),
+        ];
+        append.extend(self.append.iter().cloned());
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-accel", "tcg", "-cpu", "max", "-m", &self.memory])
+            // One socket per CPU: SeaBIOS lists only the first CPU of a package in the MP
+            // table, and the test kernel has no ACPI to find the others.
+            .args([
+                "-smp",
+                &format!("{0},sockets={0},cores=1,threads=1", self.cpus),
+            ])
+            .args(["-nographic", "-no-reboot", "-kernel"])
+            .arg(&self.bzimage)
+            .arg("-initrd")
+            .arg(&initramfs)
+            .arg("-append")
+            .arg(append.join(" "))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(
+                fs::File::create(&err_path)
+                    .with_context(|| format!("cannot create {}", err_path.display()))?,
+            );
+        eprintln!("+ {cmd:?}");
+        let start = Instant::now();
+        let mut child = cmd
+            .spawn()
+            .context("cannot start qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
+        let mut stdout = child.stdout.take().context("qemu has no stdout")?;
+        let mut log = fs::File::create(&log_path)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let echo = self.echo;
+        // Copies the console to the log as it comes, noting when the guest is up.
+        let reader = std::thread::spawn(move || -> std::io::Result<(Vec<u8>, Option<Duration>)> {
+            let mut all = Vec::new();
+            let mut up = None;
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = stdout.read(&mut buf)?;
+                if n == 0 {
+                    return Ok((all, up));
+                }
+                log.write_all(&buf[..n])?;
+                if echo {
+                    std::io::stderr().write_all(&buf[..n])?;
+                }
+                all.extend_from_slice(&buf[..n]);
+                if up.is_none() && contains(&all, UP_MARKER.as_bytes()) {
+                    up = Some(start.elapsed());
+                }
+            }
+        });
+        let mut timed_out = false;
+        loop {
+            if child.try_wait().context("waiting for qemu")?.is_some() {
+                break;
+            }
+            if start.elapsed() > self.timeout {
+                timed_out = true;
+                // Ours to kill: the qemu we started, by its handle.
+                child.kill().ok();
+                child.wait().context("waiting for the killed qemu")?;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let total_time = start.elapsed();
+        let (console, boot_time) = reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("the console reader thread panicked"))?
+            .with_context(|| format!("copying the console to {}", log_path.display()))?;
+        let console = String::from_utf8_lossy(&console);
+        let outcome = match parse_result(&console) {
+            Some(o) => o,
+            None if timed_out => Outcome::Fail(format!(
+                "timeout: no result after {} (last console line: {})",
+                secs(self.timeout),
+                last_line(&console)
+            )),
+            None => {
+                let why = if console.contains("Kernel panic") {
+                    "kernel panic"
+                } else {
+                    "qemu exited"
+                };
+                let stderr = fs::read_to_string(&err_path).unwrap_or_default();
+                Outcome::Fail(format!(
+                    "{why} without a result line (last console line: {}; qemu stderr: {})",
+                    last_line(&console),
+                    stderr.trim()
+                ))
+            }
+        };
+        Ok(VmResult {
+            outcome,
+            log: log_path,
+            boot_time,
+            total_time,
+        })
+    }
+}
+
+/// The last `LP-E2E-RESULT:` line of a console log (found anywhere in a line, since
+/// kernel messages can land in front of it on the serial port).
+pub fn parse_result(console: &str) -> Option<Outcome> {
+    let line = console.lines().rev().find(|l| l.contains(RESULT_MARKER))?;
+    let rest = &line[line.find(RESULT_MARKER)? + RESULT_MARKER.len()..];
+    let rest = rest.trim_end_matches(['\r', '\n']).trim();
+    if rest == "PASS" {
+        Some(Outcome::Pass)
+    } else if let Some(reason) = rest.strip_prefix("FAIL") {
+        Some(Outcome::Fail(reason.trim().to_string()))
+    } else {
+        Some(Outcome::Fail(format!(
+            "unreadable result line `{}`",
+            line.trim()
+        )))
+    }
+}
+
+fn last_line(console: &str) -> String {
+    console
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("<none>")
+        .to_string()
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn read(path: &Path, hint: &str) -> Result<Vec<u8>> {
+    fs::read(path).with_context(|| format!("cannot read {} ({hint})", path.display()))
+}
+
+fn file_name(path: &Path) -> Result<String> {
+    Ok(path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?
+        .to_string_lossy()
+        .into_owned())
+}
+
+/// The guest's `/init`.
+const INIT: &str = r#"#!/bin/sh
+# /init of the lp-build test VM (generated by xtask/src/vm.rs).
+/bin/busybox --install -s
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+[ -d /sys/kernel/debug ] && mount -t debugfs debugfs /sys/kernel/debug
+echo "LP-E2E: guest up, kernel $(uname -r), $(cat /proc/uptime | cut -d' ' -f1)s since boot"
+rm -f /tmp/lp-fail-reason
+cd /lp
+sh /lp/test.sh
+rc=$?
+# Keep kernel messages from splitting the result line on the console.
+dmesg -n 1
+if [ "$rc" = 0 ]; then
+	echo "LP-E2E-RESULT: PASS"
+else
+	reason=$(cat /tmp/lp-fail-reason 2>/dev/null | head -n 1)
+	[ -n "$reason" ] || reason="guest script exited with status $rc"
+	echo "LP-E2E-RESULT: FAIL $reason"
+fi
+sync
+reboot -f
+"#;
+
+/// A cpio archive in the "newc" format the kernel unpacks (all entries root-owned).
+#[derive(Default)]
+struct Cpio {
+    out: Vec<u8>,
+    ino: u32,
+}
+
+impl Cpio {
+    fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
+        self.ino += 1;
+        let name = name.trim_start_matches('/');
+        let fields = [
+            self.ino,
+            mode,
+            0, // uid
+            0, // gid
+            1, // nlink
+            0, // mtime
+            data.len() as u32,
+            0, // devmajor
+            0, // devminor
+            rdev.0,
+            rdev.1,
+            name.len() as u32 + 1,
+            0, // check
+        ];
+        self.out.extend_from_slice(b"070701");
+        for f in fields {
+            self.out.extend_from_slice(format!("{f:08x}").as_bytes());
+        }
+        self.out.extend_from_slice(name.as_bytes());
+        self.out.push(0);
+        self.pad();
+        self.out.extend_from_slice(data);
+        self.pad();
+    }
+
+    fn pad(&mut self) {
+        let len = self.out.len().next_multiple_of(4);
+        self.out.resize(len, 0);
+    }
+
+    fn dir(&mut self, name: &str) {
+        self.entry(name, 0o040_755, (0, 0), &[]);
+    }
+
+    fn file(&mut self, name: &str, perm: u32, data: &[u8]) {
+        self.entry(name, 0o100_000 | perm, (0, 0), data);
+    }
+
+    fn symlink(&mut self, name: &str, target: &str) {
+        self.entry(name, 0o120_777, (0, 0), target.as_bytes());
+    }
+
+    fn char_dev(&mut self, name: &str, perm: u32, major: u32, minor: u32) {
+        self.entry(name, 0o020_000 | perm, (major, minor), &[]);
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.entry("TRAILER!!!", 0, (0, 0), &[]);
+        self.out
+    }
+}
+
+/// `cargo xtask vm [--kernel VER] [--ko FILE.ko ...] [--file FILE ...] [--script FILE]
+/// [--append ARG] [--timeout S] [--quiet]`.
+pub fn task(rest: &[String]) -> Result<()> {
+    let mut opts = kernel::KernelOptions::new(kernel::DEFAULT_VERSION);
+    let mut modules = Vec::new();
+    let mut files = Vec::new();
+    let mut script = None;
+    let mut append = Vec::new();
+    let mut timeout = 180;
+    let mut echo = true;
+    let mut args = rest.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--kernel" => opts.version = value(&mut args, "--kernel")?,
+            "--source" => opts.source = Some(PathBuf::from(value(&mut args, "--source")?)),
+            "--ko" => modules.push(kernel::absolute(Path::new(&value(&mut args, "--ko")?))?),
+            "--file" => files.push(kernel::absolute(Path::new(&value(&mut args, "--file")?))?),
+            "--script" => {
+                script = Some(kernel::absolute(Path::new(&value(&mut args, "--script")?))?)
+            }
+            "--append" => append.push(value(&mut args, "--append")?),
+            "--timeout" => {
+                let t = value(&mut args, "--timeout")?;
+                timeout = t
+                    .parse()
+                    .with_context(|| format!("--timeout {t}: not a number of seconds"))?;
+            }
+            "--quiet" => echo = false,
+            other => bail!(
+                "vm: unknown argument `{other}`\nusage: cargo xtask vm [--kernel 6.12|6.1] \
+                 [--source DIR] [--ko FILE.ko ...] [--file FILE ...] [--script FILE] \
+                 [--append ARG] [--timeout SECONDS] [--quiet]"
+            ),
+        }
+    }
+    let k = kernel::ensure(&opts)?;
+    let work = crate::root().join("target/lp-vm/manual");
+    let script = match script {
+        Some(s) => s,
+        None => {
+            // Default: show what the guest sees and pass.
+            fs::create_dir_all(&work)?;
+            let s = work.join("default.sh");
+            fs::write(&s, DEFAULT_SCRIPT)
+                .with_context(|| format!("cannot write {}", s.display()))?;
+            s
+        }
+    };
+    let mut vm = Vm::new(&k.bzimage, &script, &work);
+    vm.modules = modules;
+    vm.files = files;
+    vm.append = append;
+    vm.timeout = Duration::from_secs(timeout);
+    vm.echo = echo;
+    let r = vm.run()?;
+    report(&r);
+    if !r.passed() {
+        bail!("the guest failed (console: {})", r.log.display());
+    }
+    Ok(())
+}
+
+const DEFAULT_SCRIPT: &str = r#". /lp/lib.sh
+log "kernel $(uname -r): $(cat /proc/cmdline)"
+ls -l /lp /lp/ko
+cat /proc/modules
+ls /sys/kernel/livepatch
+"#;
+
+fn report(r: &VmResult) {
+    let boot = r.boot_time.map_or("-".to_string(), secs);
+    let test = r
+        .boot_time
+        .map_or("-".to_string(), |b| secs(r.total_time.saturating_sub(b)));
+    println!(
+        "vm: {} (boot to /init {boot}, script and shutdown {test}, total {}); console: {}",
+        match &r.outcome {
+            Outcome::Pass => "PASS".to_string(),
+            Outcome::Fail(why) => format!("FAIL: {why}"),
+        },
+        secs(r.total_time),
+        r.log.display()
+    );
+}
+
+/// `cargo xtask vm-selftest [--kernel VER]`: builds the test kernel and the kernel's own
+/// `samples/livepatch/livepatch-sample.c` out of tree, then boots test-kernels/guest/selftest.sh
+/// which patches /proc/cmdline, unpatches it, unloads it, and exercises binfmt_misc.ko.
+pub fn selftest(rest: &[String]) -> Result<()> {
+    let mut opts = kernel::KernelOptions::new(kernel::DEFAULT_VERSION);
+    let mut echo = false;
+    let mut args = rest.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--kernel" => opts.version = value(&mut args, "--kernel")?,
+            "--source" => opts.source = Some(PathBuf::from(value(&mut args, "--source")?)),
+            "--echo" => echo = true,
+            other => bail!(
+                "vm-selftest: unknown argument `{other}`\n\
+                 usage: cargo xtask vm-selftest [--kernel 6.12|6.1] [--source DIR] [--echo]"
+            ),
+        }
+    }
+    let t0 = Instant::now();
+    let k = kernel::ensure(&opts)?;
+    let t_kernel = t0.elapsed();
+
+    let t1 = Instant::now();
+    let work = k.build.parent().unwrap_or(&k.build).join("selftest");
+    let moddir = work.join("livepatch-sample");
+    fs::create_dir_all(&moddir).with_context(|| format!("cannot create {}", moddir.display()))?;
+    let sample = k.src.join("samples/livepatch/livepatch-sample.c");
+    let code = fs::read(&sample).with_context(|| format!("cannot read {}", sample.display()))?;
+    // Only rewrite when changed, so kbuild does not rebuild for nothing.
+    let dst = moddir.join("livepatch-sample.c");
+    if fs::read(&dst).ok().as_deref() != Some(&code[..]) {
+        fs::write(&dst, &code).with_context(|| format!("cannot write {}", dst.display()))?;
+    }
+    fs::write(moddir.join("Kbuild"), "obj-m := livepatch-sample.o\n")
+        .with_context(|| format!("cannot write Kbuild in {}", moddir.display()))?;
+    let kos = k.build_external_module(&moddir)?;
+    let t_module = t1.elapsed();
+
+    let binfmt = k.module("binfmt_misc").with_context(|| {
+        format!(
+            "binfmt_misc.ko was not built in {}: is CONFIG_BINFMT_MISC=m in livepatch.config?",
+            k.build.display()
+        )
+    })?;
+    let script = crate::root().join("test-kernels/guest/selftest.sh");
+    let mut vm = Vm::new(&k.bzimage, &script, &work.join("vm"));
+    vm.modules = kos;
+    vm.modules.push(binfmt.to_path_buf());
+    vm.echo = echo;
+    let r = vm.run()?;
+    let ibt = k.config("X86_KERNEL_IBT")?.unwrap_or_else(|| "n".into());
+    println!(
+        "vm-selftest {} ({}, X86_KERNEL_IBT={ibt}): kernel ready in {}, \
+         livepatch-sample.ko built in {}",
+        k.version,
+        k.release,
+        secs(t_kernel),
+        secs(t_module)
+    );
+    report(&r);
+    if let Outcome::Fail(why) = &r.outcome {
+        bail!(
+            "vm-selftest FAILED on {}: {why}\nread the console log {} (kernel messages included)",
+            k.release,
+            r.log.display()
+        );
+    }
+    println!("vm-selftest: PASS");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_lines() {
+        assert_eq!(
+            parse_result("x\nLP-E2E-RESULT: PASS\r\n"),
+            Some(Outcome::Pass)
+        );
+        assert_eq!(
+            parse_result("[  1.0] klp: x LP-E2E-RESULT: FAIL insmod failed: bad\r\n"),
+            Some(Outcome::Fail("insmod failed: bad".into()))
+        );
+        assert_eq!(parse_result("booting\nno marker\n"), None);
+    }
+
+    #[test]
+    fn cpio_newc_layout() {
+        let mut c = Cpio::default();
+        c.file("/init", 0o755, b"abc");
+        let out = c.finish();
+        assert!(out.starts_with(b"070701"));
+        assert_eq!(out.len() % 4, 0);
+        // header (110) + "init\0" padded to 116, data 3 padded to 4, then the trailer.
+        assert_eq!(&out[110..115], b"init\0");
+        assert_eq!(&out[116..119], b"abc");
+        assert_eq!(&out[120..126], b"070701");
+        assert!(contains(&out, b"TRAILER!!!\0"));
+    }
+}
