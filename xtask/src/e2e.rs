@@ -62,7 +62,7 @@ fn patches_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-fn builds_of(case: &Path) -> Result<Vec<Build>> {
+fn builds_of(case: &Path, version: &str) -> Result<Vec<Build>> {
     let mut subs: Vec<PathBuf> = std::fs::read_dir(case)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir() && p.join("case.conf").is_file())
@@ -77,14 +77,31 @@ fn builds_of(case: &Path) -> Result<Vec<Build>> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            let per_version = dir.join(format!("v{version}"));
+            let patches = if per_version.is_dir() {
+                patches_in(&per_version)?
+            } else {
+                patches_in(&dir)?
+            };
             Ok(Build {
                 conf: read_conf(&dir)?,
-                patches: patches_in(&dir)?,
+                patches,
                 name,
                 dir,
             })
         })
         .collect()
+}
+
+/// A static lpctl for the busybox guest.
+fn lpctl_static() -> Result<PathBuf> {
+    let target = "x86_64-unknown-linux-gnu";
+    crate::run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "-p", "lpctl", "--target", target])
+            .env("RUSTFLAGS", "-C target-feature=+crt-static"),
+    )?;
+    Ok(crate::root().join(format!("target/{target}/release/lpctl")))
 }
 
 fn lp_build_binary() -> Result<PathBuf> {
@@ -192,7 +209,8 @@ fn run_case(
     std::fs::create_dir_all(&out)?;
     let start = Instant::now();
     let mut modules = Vec::new();
-    for b in builds_of(case)? {
+    let top = read_conf(case).ok();
+    for b in builds_of(case, &kernel.version)? {
         let mut log = String::new();
         if let Some(ko) = build_one(lp_build, kernel, &b, &out, &mut log)
             .with_context(|| format!("building {}", b.dir.display()))?
@@ -215,6 +233,21 @@ fn run_case(
     vm.modules = modules;
     vm.modules.extend(kernel.modules.iter().cloned());
     vm.echo = std::env::var_os("LP_E2E_ECHO").is_some();
+    let tools = top
+        .as_ref()
+        .and_then(|c| c.get("guest-tools").cloned())
+        .unwrap_or_default();
+    if tools.split_whitespace().any(|t| t == "lpctl") {
+        vm.files.push(lpctl_static()?);
+    }
+    // Extra files of the case (`*.sh` helpers, expected logs) are copied to /lp/.
+    for e in std::fs::read_dir(case)?.filter_map(|e| e.ok()) {
+        let p = e.path();
+        let n = e.file_name().to_string_lossy().into_owned();
+        if p.is_file() && (n.ends_with(".expected") || (n.ends_with(".sh") && n != "check.sh")) {
+            vm.files.push(p);
+        }
+    }
     let result = vm.run()?;
     let _ = std::fs::copy(&result.log, out.join("console.log"));
     match result.outcome {
