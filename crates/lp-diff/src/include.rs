@@ -307,7 +307,11 @@ impl Ctx<'_, '_> {
                 continue;
             }
             let relocs = p.relocs(sec);
+            let printk_index = name == ".printk_index";
             let anchored = |ctx: &Self, r: &lp_elf::Reloc| match p.target(sec, r) {
+                // `.printk_index` holds pointers to `struct pi_entry` objects: an entry belongs
+                // to the included code when its format string is one the code prints.
+                Target::Sym { sym, .. } if printk_index => ctx.printk_entry_is_ours(sym),
                 Target::Sym { sym, .. } => {
                     ctx.plan.internal[sym]
                         && p.obj.symbols[sym]
@@ -371,6 +375,34 @@ impl Ctx<'_, '_> {
                 .insert(sec, (size, keep.into_iter().collect()));
         }
         self.plan.sec_incl.iter().filter(|b| **b).count() != before
+    }
+
+    /// True when the `pi_entry` object `entry` describes a format string that included code
+    /// uses.
+    fn printk_entry_is_ours(&self, entry: usize) -> bool {
+        let p = self.p;
+        let Some(esec) = p.obj.symbols.get(entry).and_then(|s| s.section_index()) else {
+            return false;
+        };
+        let base = p.obj.symbols[entry].value;
+        let Some(fmt) = p
+            .relocs(esec)
+            .iter()
+            .find(|r| r.offset == base)
+            .and_then(|r| match p.target(esec, r) {
+                Target::Str(s) => Some(s),
+                _ => None,
+            })
+        else {
+            return false;
+        };
+        (0..p.obj.sections.len()).any(|s| {
+            self.plan.sec_incl[s]
+                && p.obj.sections[s].is_exec()
+                && p.relocs(s)
+                    .iter()
+                    .any(|r| matches!(p.target(s, r), Target::Str(t) if t == fmt))
+        })
     }
 
     fn check_key(&mut self, spec: &Spec, sec: usize, secname: &str, size: u64, r: &lp_elf::Reloc) {

@@ -69,7 +69,7 @@ pub const SPECIALS: &[Spec] = &[
     Spec {
         name: ".printk_index",
         objtool_output: false,
-        fixed_size: None,
+        fixed_size: Some(8),
         parallel: None,
         key_field: None,
     },
@@ -198,9 +198,11 @@ pub fn is_parallel(name: &str) -> bool {
     SPECIALS.iter().any(|s| s.parallel == Some(name))
 }
 
-/// Entry size of a special section: fixed, or from the caller's table.
+/// Entry size of a special section: fixed by the format (arrays of pointers or place-relative
+/// offsets; `.printk_index` holds pointers to `struct pi_entry`, whatever the struct's size), or
+/// from the caller's table.
 pub fn entry_size(spec: &Spec, sizes: &std::collections::BTreeMap<String, u64>) -> Option<u64> {
-    sizes.get(spec.name).copied().or(spec.fixed_size)
+    spec.fixed_size.or_else(|| sizes.get(spec.name).copied())
 }
 
 /// The corpus README's names for entry sizes (`JUMP_STRUCT_SIZE`) mapped to sections.
