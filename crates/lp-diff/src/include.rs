@@ -585,12 +585,30 @@ pub fn run(
         .collect();
 
     let has_hooks = !ctx.plan.hooks.callbacks.is_empty() || !ctx.plan.hooks.states.is_empty();
+    let warnings = cmp
+        .line_only
+        .iter()
+        .map(|&f| {
+            let sec = p.obj.symbols[f]
+                .section_index()
+                .map(|s| p.sec_name(s).into_owned())
+                .unwrap_or_default();
+            Diagnostic {
+                object: opts.source_name.clone(),
+                section: sec,
+                symbol: p.name(f).to_string(),
+                message: "only __LINE__ arguments of WARN/might_sleep/printk calls moved: not \
+                          a functional change, not patched"
+                    .into(),
+            }
+        })
+        .collect();
     let mut result = DiffResult {
         outcome: Outcome::Patch,
         changed_functions,
         new_functions,
         errors: Vec::new(),
-        warnings: Vec::new(),
+        warnings,
         explanations,
         output: None,
         record: PatchRecord::default(),
