@@ -211,10 +211,8 @@ fn check_case(dir: &Path) -> Result<(), String> {
                     problems.push(format!("states {got:?}, expected {value}"));
                 }
             }
-            "expect-warning" => {
-                if !r.warnings.iter().any(|w| w.to_string().contains(value)) {
-                    problems.push(format!("no warning mentions `{value}`: {:?}", r.warnings));
-                }
+            "expect-warning" if !r.warnings.iter().any(|w| w.to_string().contains(value)) => {
+                problems.push(format!("no warning mentions `{value}`: {:?}", r.warnings));
             }
             "expect-section" => {
                 let (sec, size) = value.split_once(' ').unwrap_or((value, "0"));
