@@ -1,1 +1,70 @@
-fn main() {}
+//! `lp-build`: see the crate README for the command line and exit statuses.
+
+use clap::Parser;
+use lp_build::cli::{Cli, Command};
+use lp_build::exit::{hint_of, one_line, status_of, Status};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // The compiler wrapper: kbuild runs `lp-build __cc gcc ARGS...`; never through clap.
+    if args
+        .get(1)
+        .is_some_and(|a| a == lp_build::ccwrap::SUBCOMMAND)
+    {
+        return lp_build::ccwrap::main(args[2..].to_vec());
+    }
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                Status::Usage.code()
+            } else {
+                0
+            });
+        }
+    };
+    let debug = cli.build.debug;
+    let filter = if debug { "debug" } else { "warn" };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LP_BUILD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let result = match &cli.command {
+        Some(Command::Diff(d)) => lp_build::commands::diff(d),
+        Some(Command::Check(c)) => lp_build::commands::check(c),
+        None => {
+            if let Err(e) = lp_build::signals::install() {
+                eprintln!("lp-build: error: {e:#}");
+                return ExitCode::from(Status::Internal.code());
+            }
+            let ui = lp_build::ui::Ui::new(debug);
+            lp_build::pipeline::run(&cli.build, &ui).map(|o| o.status)
+        }
+    };
+    match result {
+        Ok(status) => ExitCode::from(status.code()),
+        Err(e) => {
+            let status = status_of(&e);
+            let word = match status {
+                Status::Refused => "refused",
+                Status::NoChange => "no functional change",
+                Status::Interrupted => "interrupted",
+                _ => "error",
+            };
+            if status == Status::Interrupted {
+                eprintln!("lp-build: interrupted: the tree and the cache build were restored");
+            } else {
+                eprintln!("lp-build: {word}: {}", one_line(&e));
+                if let Some(h) = hint_of(&e) {
+                    eprintln!("  hint: {h}");
+                }
+            }
+            ExitCode::from(status.code())
+        }
+    }
+}

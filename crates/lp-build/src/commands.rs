@@ -1,0 +1,241 @@
+//! The `diff` and `check` subcommands: the differ and the validator on single files.
+
+use crate::cli::{CheckArgs, DiffArgs};
+use crate::exit::{fail, fail_hint, Status};
+use crate::fsutil::sha256_hex;
+use crate::kbuild::{parse_symvers, vmlinux_exports};
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+/// The alias prefix of an object, unique per object path: `__lp_<8 hex>_`.
+pub fn alias_prefix(source_name: &str) -> String {
+    format!("__lp_{}_", &sha256_hex(source_name.as_bytes())[..8])
+}
+
+/// Reads an input file, as an input error naming it.
+pub fn read_input(path: &Path, what: &str) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|e| fail(Status::Input, format!("{what} {}: {e}", path.display())))
+}
+
+/// Reads the symbol table of a parent (vmlinux or a .ko).
+pub fn read_parent(path: &Path, is_vmlinux: bool) -> Result<lp_diff::Parent> {
+    let bytes = read_input(path, "parent")?;
+    let obj = lp_elf::Object::parse_symbols_only(&bytes)
+        .map_err(|e| fail(Status::Input, format!("parent {}: {e}", path.display())))?;
+    Ok(lp_diff::Parent::from_object(&obj, is_vmlinux))
+}
+
+/// The outcome name used in JSON.
+pub fn outcome_name(o: lp_diff::Outcome) -> &'static str {
+    match o {
+        lp_diff::Outcome::Patch => "patch",
+        lp_diff::Outcome::NoChange => "no-change",
+        lp_diff::Outcome::Refused => "refused",
+    }
+}
+
+/// The exit status of an outcome.
+pub fn outcome_status(o: lp_diff::Outcome) -> Status {
+    match o {
+        lp_diff::Outcome::Patch => Status::Success,
+        lp_diff::Outcome::NoChange => Status::NoChange,
+        lp_diff::Outcome::Refused => Status::Refused,
+    }
+}
+
+#[derive(Serialize)]
+struct DiffJson<'a> {
+    outcome: &'static str,
+    object: &'a str,
+    source: &'a str,
+    changed_functions: &'a [String],
+    new_functions: &'a [String],
+    errors: &'a [lp_diff::Diagnostic],
+    warnings: &'a [lp_diff::Diagnostic],
+    output: Option<String>,
+}
+
+/// `lp-build diff`.
+pub fn diff(args: &DiffArgs) -> Result<Status> {
+    let orig = read_input(&args.orig, "ORIG object")?;
+    let patched = read_input(&args.patched, "PATCHED object")?;
+    let object_name = match (&args.object_name, &args.parent) {
+        (Some(n), _) => lp_elf::klp::module_objname(n),
+        (None, Some(p)) if p.extension().is_some_and(|e| e == "ko") => lp_elf::klp::module_objname(
+            &p.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ),
+        _ => "vmlinux".to_string(),
+    };
+    if object_name.is_empty()
+        || object_name.len() > lp_elf::klp::KLP_OBJNAME_MAX
+        || !object_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(fail_hint(
+            Status::Usage,
+            format!("--object-name `{object_name}` is not vmlinux or a module name"),
+            "use `vmlinux` or the module's name (1 to 55 characters of [A-Za-z0-9_-])",
+        ));
+    }
+    let parent = match &args.parent {
+        Some(p) => Some(read_parent(p, object_name == "vmlinux")?),
+        None => None,
+    };
+    let exports = match &args.symvers {
+        Some(s) => Some(vmlinux_exports(s).map_err(|e| fail(Status::Input, format!("{e:#}")))?),
+        None => None,
+    };
+    let source_name = args.patched.to_string_lossy().into_owned();
+    let opts = lp_diff::DiffOptions {
+        object_name: object_name.clone(),
+        source_name: source_name.clone(),
+        entry_sizes: args.entry_sizes.iter().cloned().collect(),
+        parent,
+        exports,
+        objtool_on_module: args.objtool_on_module,
+        alias_prefix: alias_prefix(&source_name),
+        explain: args.explain,
+    };
+    let r = lp_diff::diff(&orig, &patched, &opts)
+        .map_err(|e| fail(Status::Input, format!("{source_name}: {e}")))?;
+    let mut written = None;
+    if let (Some(out), Some(bytes)) = (&args.output, &r.output) {
+        fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
+        let mut rec_path = out.as_os_str().to_owned();
+        rec_path.push(".json");
+        let rec = serde_json::to_vec_pretty(&r.record).context("encoding the patch record")?;
+        fs::write(&rec_path, rec)
+            .with_context(|| format!("writing {}", Path::new(&rec_path).display()))?;
+        written = Some(out.display().to_string());
+    }
+    if args.json {
+        let j = DiffJson {
+            outcome: outcome_name(r.outcome),
+            object: &object_name,
+            source: &source_name,
+            changed_functions: &r.changed_functions,
+            new_functions: &r.new_functions,
+            errors: &r.errors,
+            warnings: &r.warnings,
+            output: written,
+        };
+        println!("{}", serde_json::to_string_pretty(&j)?);
+    } else {
+        print_diff_text(&source_name, &r);
+        for (f, why) in &r.explanations {
+            println!("  why {f} changed:\n{why}");
+        }
+        if let Some(w) = written {
+            println!("  wrote {w} and {w}.json");
+        }
+    }
+    Ok(outcome_status(r.outcome))
+}
+
+/// Prints one object's diff result as text.
+pub fn print_diff_text(source: &str, r: &lp_diff::DiffResult) {
+    let verdict = match r.outcome {
+        lp_diff::Outcome::Patch => "patch",
+        lp_diff::Outcome::NoChange => "no functional change",
+        lp_diff::Outcome::Refused => "REFUSED",
+    };
+    println!("{source}: {verdict}");
+    for f in &r.changed_functions {
+        println!("  changed function: {f}");
+    }
+    for f in &r.new_functions {
+        println!("  new function:     {f}");
+    }
+    for e in &r.errors {
+        println!("  error: {e}");
+    }
+    for w in &r.warnings {
+        println!("  warning: {w}");
+    }
+}
+
+#[derive(Serialize)]
+struct ProblemJson<'a> {
+    section: &'a str,
+    symbol: &'a str,
+    message: &'a str,
+}
+
+/// `lp-build check`.
+pub fn check(args: &CheckArgs) -> Result<Status> {
+    let ko = read_input(&args.module, "module")?;
+    let exports = match &args.symvers {
+        Some(s) => {
+            let text = fs::read_to_string(s).map_err(|e| {
+                fail(
+                    Status::Input,
+                    format!("Module.symvers {}: {e}", s.display()),
+                )
+            })?;
+            Some(
+                parse_symvers(&text)
+                    .into_iter()
+                    .map(|e| e.symbol)
+                    .collect::<HashSet<String>>(),
+            )
+        }
+        None => None,
+    };
+    let ctx = lp_emit::ValidateContext {
+        exports,
+        symbol_counts: None,
+    };
+    let problems = lp_emit::validate(&ko, &ctx);
+    let name = args.module.display().to_string();
+    if args.json {
+        let list: Vec<ProblemJson> = problems
+            .iter()
+            .map(|p| ProblemJson {
+                section: &p.section,
+                symbol: &p.symbol,
+                message: &p.message,
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "module": name,
+                "ok": problems.is_empty(),
+                "problems": list,
+            }))?
+        );
+    } else if problems.is_empty() {
+        println!("{name}: ok");
+    } else {
+        println!("{name}: {} problem(s)", problems.len());
+        for p in &problems {
+            println!("  {p}");
+        }
+    }
+    Ok(if problems.is_empty() {
+        Status::Success
+    } else {
+        Status::Refused
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alias_prefixes_differ_per_object() {
+        let a = alias_prefix("fs/proc/cmdline.o");
+        assert!(
+            a.starts_with("__lp_") && a.ends_with('_') && a.len() == 14,
+            "{a}"
+        );
+        assert_ne!(a, alias_prefix("fs/proc/meminfo.o"));
+    }
+}

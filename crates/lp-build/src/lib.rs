@@ -1,0 +1,33 @@
+//! lp-build, the build driver: from a kernel source patch to a livepatch module.
+//!
+//! Code map (one module per concept, in pipeline order; see [`pipeline`] for the phases):
+//! [`cli`] the command line; [`patchfile`] parsing unified diffs; [`apply`] applying them to a
+//! scratch copy; [`tree`] checks of the kernel tree, configuration, vmlinux and compiler;
+//! [`cache`] the cached function-sections build, its key, stamp and lock; [`journal`] the
+//! crash-safe record of what a run changes and the restore; [`ccwrap`] the compiler wrapper
+//! kbuild runs as `CC`; [`runner`] running make in its own process group; [`kbuild`] which
+//! object belongs to vmlinux or to which module, Module.symvers; [`probe`] special-section
+//! entry sizes; [`pipeline`] the phases; [`commands`] the `diff` and `check` subcommands;
+//! [`exit`] exit statuses; [`signals`] SIGINT/SIGTERM; [`ui`] progress output.
+//!
+//! Architecture invariant: this crate is the only one that touches the kernel tree, writes files
+//! and starts processes; lp-diff and lp-emit are pure.
+
+#![deny(missing_docs)]
+
+pub mod apply;
+pub mod cache;
+pub mod ccwrap;
+pub mod cli;
+pub mod commands;
+pub mod exit;
+pub mod fsutil;
+pub mod journal;
+pub mod kbuild;
+pub mod patchfile;
+pub mod pipeline;
+pub mod probe;
+pub mod runner;
+pub mod signals;
+pub mod tree;
+pub mod ui;

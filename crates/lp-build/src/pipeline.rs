@@ -1,0 +1,1140 @@
+//! The build driver: `lp-build --patch fix.diff` from the kernel tree to `livepatch-fix.ko`.
+//!
+//! Phases (each timed and reported):
+//! 1. check: the tree, its configuration, vmlinux, the compiler, the patches ([`crate::tree`],
+//!    [`crate::patchfile`], [`crate::apply`]).
+//! 2. original build: lp-build's own function-sections `O=` build in the cache
+//!    ([`crate::cache`]), reused when complete.
+//! 3. patched build: the patches written into the tree, the cache tree rebuilt through the
+//!    compiler wrapper ([`crate::ccwrap`]), which saves each original object it replaces.
+//! 4. restore: sources and objects put back exactly ([`crate::journal`]); also on failure and
+//!    on SIGINT/SIGTERM.
+//! 5. diff: every rebuilt object pair through `lp_diff`, in parallel.
+//! 6. entry sizes: the probe module ([`crate::probe`]), cached.
+//! 7. module: `lp_emit` core + Kbuild, linked against the user's build, klp relocations
+//!    converted, validated, written.
+//!
+//! Only this crate touches the kernel tree, writes files and runs processes.
+
+use crate::apply::{self, PatchInput};
+use crate::cache::{self, CacheEntry, Lock, Stamp, TreeCache, KCFLAGS};
+use crate::ccwrap;
+use crate::cli::{BuildArgs, StopAfter};
+use crate::commands::{alias_prefix, outcome_name, print_diff_text};
+use crate::exit::{fail, fail_hint, Status};
+use crate::fsutil::{copy_with_mtime, secs, sha256_hex, write_atomic};
+use crate::journal::{self, Changes, SAVED_OBJECTS};
+use crate::kbuild::{self, Objects, Owner};
+use crate::patchfile;
+use crate::probe;
+use crate::runner::{self, RunFailure};
+use crate::signals;
+use crate::tree::{self, VmlinuxInfo};
+use crate::ui::Ui;
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The real compiler kbuild runs through the wrapper.
+pub const REAL_CC: &str = "gcc";
+
+/// Time spent per phase.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct PhaseTimes(pub Vec<(String, f64)>);
+
+impl PhaseTimes {
+    fn add(&mut self, name: &str, d: Duration) {
+        self.0.push((name.to_string(), d.as_secs_f64()));
+    }
+}
+
+/// One rebuilt object and what the differ said about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectReport {
+    /// The livepatch object (`vmlinux` or a module name).
+    pub object: String,
+    /// The object file, relative to the build directory.
+    pub source: String,
+    /// `patch`, `no-change`, `refused`, or `ignored`.
+    pub outcome: String,
+    /// Changed functions.
+    pub changed_functions: Vec<String>,
+    /// New functions.
+    pub new_functions: Vec<String>,
+    /// Refusals.
+    pub errors: Vec<lp_diff::Diagnostic>,
+    /// Warnings.
+    pub warnings: Vec<lp_diff::Diagnostic>,
+}
+
+/// A patch file in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct PatchFileReport {
+    /// The file name.
+    pub file: String,
+    /// sha256 of its contents, hex.
+    pub sha256: String,
+}
+
+/// The report printed at the end and written as `<module>.json` with `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// lp-build's version.
+    pub lp_build_version: String,
+    /// `patch`, `no-change` or `refused`.
+    pub outcome: String,
+    /// The module name.
+    pub module: String,
+    /// The module file written.
+    pub output: Option<PathBuf>,
+    /// The kernel version of the tree.
+    pub kernel: String,
+    /// The source tree.
+    pub source_tree: PathBuf,
+    /// The patch files and their sha256.
+    pub patches: Vec<PatchFileReport>,
+    /// The cache build directory and whether it was built (`cold`) or reused (`warm`).
+    pub cache_build: PathBuf,
+    /// `cold` or `warm`.
+    pub cache: String,
+    /// Every rebuilt object.
+    pub objects: Vec<ObjectReport>,
+    /// Special-section entry sizes used.
+    pub entry_sizes: BTreeMap<String, u64>,
+    /// Seconds per phase.
+    pub phases: PhaseTimes,
+}
+
+/// Everything phase 1 establishes.
+struct Checked {
+    src: tree::SourceTree,
+    tc: TreeCache,
+    /// Held until the run ends.
+    _lock: Lock,
+    patches: Vec<PatchInput>,
+    files: Vec<apply::FileResult>,
+    vmlinux: VmlinuxInfo,
+    user_build: tree::UserBuild,
+    config_path: PathBuf,
+    config_text: String,
+    cc_line: String,
+    objtool_on_module: bool,
+    module: String,
+    output_dir: PathBuf,
+}
+
+/// An object pair after the patched build (copies in the run's temporary directory).
+#[derive(Debug, Clone)]
+struct Pair {
+    rel: String,
+    orig: PathBuf,
+    patched: PathBuf,
+}
+
+/// How kbuild is run for the cache tree.
+struct Kbuild<'a> {
+    src: &'a Path,
+    build: PathBuf,
+    cc: String,
+    jobs: usize,
+    log: PathBuf,
+}
+
+impl Kbuild<'_> {
+    fn command(&self, goals: &[&str]) -> Command {
+        let mut c = Command::new("make");
+        c.arg("-C")
+            .arg(self.src)
+            .arg(format!("O={}", self.build.display()))
+            .arg(format!("-j{}", self.jobs))
+            .arg(format!("CC={}", self.cc))
+            .arg(format!("KCFLAGS={KCFLAGS}"))
+            .args(goals)
+            .env("LC_ALL", "C")
+            .env_remove(ccwrap::ENV_SAVE_DIR)
+            .env_remove(ccwrap::ENV_OBJTREE)
+            .env_remove("KBUILD_OUTPUT");
+        c
+    }
+}
+
+/// Runs make and turns a failure into a build error with the first compiler errors.
+fn make(ui: &Ui, label: &str, cmd: Command, log: &Path, what: &str) -> Result<()> {
+    make_in_group(ui, label, cmd, log, what, None)
+}
+
+/// [`make`], recording the process group in `pgid_file` while it runs.
+fn make_in_group(
+    ui: &Ui,
+    label: &str,
+    cmd: Command,
+    log: &Path,
+    what: &str,
+    pgid_file: Option<&Path>,
+) -> Result<()> {
+    let mut p = ui.progress(label);
+    let r = runner::run_logged(cmd, log, &mut p, pgid_file);
+    let ok = matches!(r, Ok(Ok(())));
+    p.finish(ok);
+    match r? {
+        Ok(()) => Ok(()),
+        Err(RunFailure { code, errors, tail }) => {
+            let shown = if errors.is_empty() { tail } else { errors };
+            let shown: Vec<String> = shown.into_iter().rev().take(12).rev().collect();
+            for l in &shown {
+                eprintln!("  | {l}");
+            }
+            Err(fail_hint(
+                Status::Build,
+                format!(
+                    "{what} failed (make exit status {})",
+                    code.map_or("signal".to_string(), |c| c.to_string())
+                ),
+                format!("the full build log is {}", log.display()),
+            ))
+        }
+    }
+}
+
+fn default_vmlinux() -> Option<PathBuf> {
+    let rel = fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+    let p = PathBuf::from(format!("/lib/modules/{}/build/vmlinux", rel.trim()));
+    p.is_file().then_some(p)
+}
+
+/// The directory of `lp-hooks.h`: `LP_HOOKS_DIR`, else `hooks-macros/` next to the binary, in
+/// `../share/lp-build/`, or in a parent directory (a cargo target directory inside the repo).
+pub fn find_hooks_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os(ccwrap::ENV_HOOKS_DIR) {
+        return Some(PathBuf::from(d));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let exe = fs::canonicalize(&exe).unwrap_or(exe);
+    let dir = exe.parent()?;
+    let mut cands = vec![
+        dir.join("hooks-macros"),
+        dir.join("../share/lp-build/hooks-macros"),
+    ];
+    cands.extend(dir.ancestors().skip(1).map(|a| a.join("hooks-macros")));
+    cands
+        .into_iter()
+        .find(|c| c.is_dir())
+        .and_then(|c| fs::canonicalize(c).ok())
+}
+
+fn read_patches(paths: &[PathBuf]) -> Result<Vec<PatchInput>> {
+    let mut out = Vec::new();
+    let mut refusals = Vec::new();
+    for path in paths {
+        let bytes = fs::read(path)
+            .map_err(|e| fail(Status::Input, format!("patch {}: {e}", path.display())))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let text = String::from_utf8_lossy(&bytes);
+        let parsed = patchfile::parse(&text).map_err(|e| {
+            let hint = match e {
+                patchfile::ParseError::Empty | patchfile::ParseError::NotADiff => {
+                    "pass a unified diff made with `git diff` or `diff -u`"
+                }
+                patchfile::ParseError::Binary { .. } => "remove the binary part from the patch",
+                patchfile::ParseError::Malformed { .. } => {
+                    "regenerate the patch rather than editing it by hand"
+                }
+            };
+            fail_hint(Status::Input, format!("{name}: {e}"), hint)
+        })?;
+        for r in patchfile::refusals(&parsed) {
+            refusals.push(format!("{name}: {r}"));
+        }
+        out.push(PatchInput {
+            path: path.clone(),
+            name,
+            sha256: sha256_hex(&bytes),
+            parsed,
+        });
+    }
+    if !refusals.is_empty() {
+        for r in &refusals {
+            eprintln!("  refused: {r}");
+        }
+        return Err(fail_hint(
+            Status::Refused,
+            format!(
+                "the patch changes {} file(s) a livepatch cannot carry: {}",
+                refusals.len(),
+                refusals.join("; ")
+            ),
+            "a livepatch replaces C functions: keep the change to .c and .h files",
+        ));
+    }
+    Ok(out)
+}
+
+fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
+    if args.patches.is_empty() {
+        return Err(fail_hint(
+            Status::Usage,
+            "no patch given",
+            "usage: lp-build --patch FILE [--patch FILE ...] [-s SRCDIR] [-v VMLINUX]; see --help",
+        ));
+    }
+    let patches = read_patches(&args.patches)?;
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let src = tree::open_source(args.sourcedir.as_deref().unwrap_or(&cwd))?;
+    // The tree may still be patched by a run that died: take its lock and restore it before
+    // looking at it.
+    let tc = TreeCache::new(&cache::cache_root()?, &src.path)?;
+    let (lock, stale) = Lock::acquire(&tc.lock_path(), &src.path)?;
+    if let Some(s) = stale {
+        ui.warn(&format!(
+            "a previous lp-build (pid {}) stopped without releasing {}: recovering",
+            s.pid,
+            tc.lock_path().display()
+        ));
+    }
+    recover(&tc, ui)?;
+    let vmlinux_path = match &args.vmlinux {
+        Some(v) => v.clone(),
+        None => default_vmlinux().ok_or_else(|| {
+            fail_hint(
+                Status::Usage,
+                "no vmlinux given and none at /lib/modules/$(uname -r)/build/vmlinux",
+                "pass the running kernel's vmlinux (in its build directory) with -v/--vmlinux",
+            )
+        })?,
+    };
+    let vmlinux = tree::check_vmlinux(&vmlinux_path)?;
+    let user_dir = fs::canonicalize(&vmlinux_path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let config_path = match &args.config {
+        Some(c) => c.clone(),
+        None if src.path.join(".config").is_file() => src.path.join(".config"),
+        None => user_dir.join(".config"),
+    };
+    let (config_text, config) = tree::read_config(&config_path)?;
+    tree::check_config(&config, &config_path)?;
+    tree::check_clean_for_out_of_tree(&src.path)?;
+    let user_build = tree::check_user_build(&user_dir)?;
+    if let Some(rel) = &user_build.release {
+        let base = src.version.split('-').next().unwrap_or(&src.version);
+        if !rel.starts_with(base) {
+            ui.warn(&format!(
+                "the build directory {} is for kernel {rel} but the source tree is {}",
+                user_dir.display(),
+                src.version
+            ));
+        }
+    }
+    let cc_line = tree::compiler_version(REAL_CC)?;
+    if args.skip_compiler_check {
+        ui.warn("--skip-compiler-check: not comparing the compiler with vmlinux's");
+    } else {
+        tree::check_compiler(
+            &vmlinux,
+            config.get("CONFIG_CC_VERSION_TEXT").map(String::as_str),
+            &cc_line,
+        )?;
+    }
+    let (files, notes) = apply::apply_in_scratch(&src.path, &patches, scratch)?;
+    for n in notes {
+        ui.info(&format!("note: {n}"));
+    }
+    if files.iter().all(|f| f.orig == f.patched) {
+        return Err(fail(
+            Status::NoChange,
+            "the patches change no file contents",
+        ));
+    }
+    let stem = match &args.name {
+        Some(n) => n.clone(),
+        None => {
+            let first = &args.patches[0];
+            first
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "patch".to_string())
+        }
+    };
+    let module = lp_emit::module_name(&stem);
+    let output_dir = match &args.output {
+        Some(o) => o.clone(),
+        None => cwd,
+    };
+    let objtool_on_module = tree::objtool_on_module(&src.path, &config);
+    Ok(Checked {
+        objtool_on_module,
+        src,
+        tc,
+        _lock: lock,
+        patches,
+        files,
+        vmlinux,
+        user_build,
+        config_path,
+        config_text,
+        cc_line,
+        module,
+        output_dir,
+    })
+}
+
+/// The result of [`run`].
+pub struct Outcome {
+    /// The exit status.
+    pub status: Status,
+    /// The report (when the run got as far as the diff).
+    pub report: Option<Report>,
+}
+
+/// Runs the whole pipeline. Errors carry their exit status (see [`crate::exit`]).
+pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
+    let started = Instant::now();
+    let mut times = PhaseTimes::default();
+    let tmp = tempfile::Builder::new()
+        .prefix("lp-build-")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let tmp_path = tmp.path().to_path_buf();
+    let keep = args.keep_tmp;
+    // Keep or delete the temporary directory on every exit path.
+    let _tmp_guard = TmpGuard {
+        dir: Some(tmp),
+        keep,
+    };
+
+    // Phase 1.
+    let t = Instant::now();
+    let span = tracing::info_span!("phase", name = "check").entered();
+    let c = check(args, ui, &tmp_path.join("scratch"))?;
+    ui.info(&format!(
+        "lp-build: kernel {} in {}, {} patch file(s) changing {} file(s), module {}",
+        c.src.version,
+        c.src.path.display(),
+        c.patches.len(),
+        c.files.len(),
+        c.module
+    ));
+    ui.info(&format!(
+        "  vmlinux {} (build directory {}), config {}",
+        c.vmlinux.path.display(),
+        c.user_build.dir.display(),
+        c.config_path.display()
+    ));
+    times.add("check", t.elapsed());
+    drop(span);
+    signals::check()?;
+    if args.stop_after == Some(StopAfter::Check) {
+        return Ok(Outcome {
+            status: Status::Success,
+            report: None,
+        });
+    }
+
+    // Phase 2: the cache build.
+    let t = Instant::now();
+    let span = tracing::info_span!("phase", name = "original build").entered();
+    let tc = &c.tc;
+    let key = cache::build_key(&c.src.path, &c.src.version, &c.config_text, &c.cc_line);
+    let entry = tc.entry(&key);
+    let build_dir = entry.build_dir();
+    fs::create_dir_all(&build_dir).with_context(|| format!("creating {}", build_dir.display()))?;
+    let build_dir = fs::canonicalize(&build_dir)?;
+    let wrapper = tc.wrapper()?;
+    let jobs = args
+        .jobs
+        .map(|j| j.get())
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1);
+    let kb = Kbuild {
+        src: &c.src.path,
+        build: build_dir.clone(),
+        cc: format!("{} {} {REAL_CC}", wrapper.display(), ccwrap::SUBCOMMAND),
+        jobs,
+        log: tmp_path.join("build.log"),
+    };
+    let cache_state = original_build(&kb, &entry, &c, &key, ui)?;
+    times.add("original build", t.elapsed());
+    drop(span);
+    signals::check()?;
+
+    // Phases 3 and 4: patched build, then restore whatever happens.
+    let t = Instant::now();
+    let span = tracing::info_span!("phase", name = "patched build").entered();
+    let pairs_dir = tmp_path.join("objects");
+    let changes = Changes::begin(
+        &tc.journal_path(),
+        &tc.work_dir(),
+        &c.src.path,
+        &build_dir,
+        &c.files,
+    )?;
+    let built = patched_build(&kb, &changes, &c, &pairs_dir, ui, &pgid_file(tc));
+    let restored = changes.restore();
+    let restored = match restored {
+        Ok(s) => s,
+        Err(e) => {
+            entry.invalidate();
+            let e = e.context(format!(
+                "restoring the tree failed; the journal {} is kept and the next lp-build run \
+                 restores from it",
+                tc.journal_path().display()
+            ));
+            if let Err(b) = built {
+                ui.warn(&format!("the patched build had failed too: {b:#}"));
+            }
+            return Err(e);
+        }
+    };
+    if ui.debug {
+        ui.info(&format!(
+            "restored {} source file(s) and {} object(s)",
+            restored.sources, restored.objects
+        ));
+    }
+    let pairs = built?;
+    times.add("patched build", t.elapsed());
+    drop(span);
+    signals::check()?;
+
+    let objects = Objects::read(&build_dir)?;
+    let mut ignored = Vec::new();
+    let mut work: Vec<(Pair, Owner)> = Vec::new();
+    for p in pairs {
+        match objects.owner(&p.rel) {
+            Owner::Other => ignored.push(p.rel.clone()),
+            owner => work.push((p, owner)),
+        }
+    }
+    for i in &ignored {
+        ui.warn(&format!(
+            "{i} was rebuilt but is linked into neither vmlinux nor a module: its changes are not \
+             in the livepatch"
+        ));
+    }
+    if args.stop_after == Some(StopAfter::Build) {
+        for (p, owner) in &work {
+            println!("rebuilt {} ({})", p.rel, owner_name(owner));
+        }
+        return Ok(Outcome {
+            status: Status::Success,
+            report: None,
+        });
+    }
+    if work.is_empty() {
+        return Err(fail_hint(
+            Status::NoChange,
+            "the patches changed no object of vmlinux or a module",
+            "a change to a header only matters where it is included and used",
+        ));
+    }
+
+    // Phase 6 before the diff: the differ needs the entry sizes.
+    let t = Instant::now();
+    let entry_sizes = entry_sizes(&kb, &entry, &tmp_path, ui)?;
+    times.add("entry sizes", t.elapsed());
+    signals::check()?;
+
+    // Phase 5: diff.
+    let t = Instant::now();
+    let span = tracing::info_span!("phase", name = "diff").entered();
+    let symvers = c.user_build.dir.join("Module.symvers");
+    let exports = kbuild::vmlinux_exports(&symvers)?;
+    let all_exports: HashSet<String> = kbuild::parse_symvers(
+        &fs::read_to_string(&symvers).with_context(|| format!("reading {}", symvers.display()))?,
+    )
+    .into_iter()
+    .map(|e| e.symbol)
+    .collect();
+    let vmlinux_obj = lp_elf::Object::parse_symbols_only(&c.vmlinux.bytes)
+        .map_err(|e| fail(Status::Input, format!("{}: {e}", c.vmlinux.path.display())))?;
+    let vmlinux_parent = lp_diff::Parent::from_object(&vmlinux_obj, true);
+    drop(vmlinux_obj);
+    let mut parents: BTreeMap<String, lp_diff::Parent> = BTreeMap::new();
+    parents.insert("vmlinux".to_string(), vmlinux_parent);
+    for (_, owner) in &work {
+        if let Owner::Module { name, path } = owner {
+            if parents.contains_key(name) {
+                continue;
+            }
+            let ko = c.user_build.dir.join(format!("{path}.ko"));
+            let bytes = fs::read(&ko).map_err(|e| {
+                fail_hint(
+                    Status::Input,
+                    format!("module {}: {e}", ko.display()),
+                    "the patch changes a module: its .ko must be in the running kernel's build \
+                     directory",
+                )
+            })?;
+            let obj = lp_elf::Object::parse_symbols_only(&bytes)
+                .map_err(|e| fail(Status::Input, format!("{}: {e}", ko.display())))?;
+            parents.insert(name.clone(), lp_diff::Parent::from_object(&obj, false));
+        }
+    }
+    let results: Vec<Result<(Pair, String, lp_diff::DiffResult)>> = work
+        .par_iter()
+        .map(|(p, owner)| {
+            let _span = tracing::debug_span!("diff", object = %p.rel).entered();
+            let object_name = match owner {
+                Owner::Module { name, .. } => name.clone(),
+                _ => "vmlinux".to_string(),
+            };
+            let orig = fs::read(&p.orig).with_context(|| format!("reading {}", p.orig.display()))?;
+            let patched =
+                fs::read(&p.patched).with_context(|| format!("reading {}", p.patched.display()))?;
+            let opts = lp_diff::DiffOptions {
+                object_name: object_name.clone(),
+                source_name: p.rel.clone(),
+                entry_sizes: entry_sizes.clone(),
+                parent: parents.get(&object_name).cloned(),
+                exports: Some(exports.clone()),
+                objtool_on_module: c.objtool_on_module,
+                alias_prefix: alias_prefix(&p.rel),
+                explain: ui.debug,
+                    };
+            let r = lp_diff::diff(&orig, &patched, &opts).map_err(|e| {
+                fail_hint(
+                    Status::Internal,
+                    format!("{}: the differ cannot read the objects: {e}", p.rel),
+                    "this is a bug in lp-build: rerun with --keep-tmp and report it with the objects",
+                )
+            })?;
+            tracing::debug!(outcome = ?r.outcome, changed = ?r.changed_functions, "diffed");
+            Ok((p.clone(), object_name, r))
+        })
+        .collect();
+    let mut diffs = Vec::new();
+    for r in results {
+        diffs.push(r?);
+    }
+    diffs.sort_by(|a, b| a.0.rel.cmp(&b.0.rel));
+    times.add("diff", t.elapsed());
+    drop(span);
+
+    let mut object_reports: Vec<ObjectReport> = diffs
+        .iter()
+        .map(|(p, obj, r)| ObjectReport {
+            object: obj.clone(),
+            source: p.rel.clone(),
+            outcome: outcome_name(r.outcome).to_string(),
+            changed_functions: r.changed_functions.clone(),
+            new_functions: r.new_functions.clone(),
+            errors: r.errors.clone(),
+            warnings: r.warnings.clone(),
+        })
+        .collect();
+    for i in &ignored {
+        object_reports.push(ObjectReport {
+            object: String::new(),
+            source: i.clone(),
+            outcome: "ignored".into(),
+            changed_functions: vec![],
+            new_functions: vec![],
+            errors: vec![],
+            warnings: vec![],
+        });
+    }
+    for (p, obj, r) in &diffs {
+        if r.outcome != lp_diff::Outcome::NoChange || ui.debug {
+            print_diff_text(&format!("{obj}: {}", p.rel), r);
+            if ui.debug {
+                for (f, why) in &r.explanations {
+                    println!("  why {f} changed:\n{why}");
+                }
+            }
+        }
+    }
+    let mut report = Report {
+        lp_build_version: env!("CARGO_PKG_VERSION").to_string(),
+        outcome: String::new(),
+        module: c.module.clone(),
+        output: None,
+        kernel: c.src.version.clone(),
+        source_tree: c.src.path.clone(),
+        patches: c
+            .patches
+            .iter()
+            .map(|p| PatchFileReport {
+                file: p.name.clone(),
+                sha256: p.sha256.clone(),
+            })
+            .collect(),
+        cache_build: build_dir.clone(),
+        cache: cache_state.to_string(),
+        objects: object_reports,
+        entry_sizes: entry_sizes.clone(),
+        phases: times.clone(),
+    };
+    let refused: Vec<&(Pair, String, lp_diff::DiffResult)> = diffs
+        .iter()
+        .filter(|d| d.2.outcome == lp_diff::Outcome::Refused)
+        .collect();
+    if !refused.is_empty() {
+        report.outcome = "refused".into();
+        write_report(args, &c, &report)?;
+        let n: usize = refused.iter().map(|d| d.2.errors.len()).sum();
+        return Err(fail_hint(
+            Status::Refused,
+            format!(
+                "the patch cannot be live-patched safely: {n} refusal(s) in {} object(s) ({})",
+                refused.len(),
+                refused
+                    .iter()
+                    .map(|d| d.0.rel.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "each refusal above says what to change (shadow variables or callbacks for data, \
+             no __init or notrace code)",
+        ));
+    }
+    let records: Vec<lp_diff::PatchRecord> = diffs
+        .iter()
+        .filter(|d| d.2.outcome == lp_diff::Outcome::Patch)
+        .map(|d| d.2.record.clone())
+        .collect();
+    if records.is_empty() {
+        report.outcome = "no-change".into();
+        write_report(args, &c, &report)?;
+        return Err(fail(
+            Status::NoChange,
+            format!("{} rebuilt object(s), no function changed", diffs.len()),
+        ));
+    }
+    if args.stop_after == Some(StopAfter::Diff) {
+        report.outcome = "patch".into();
+        return Ok(Outcome {
+            status: Status::Success,
+            report: Some(report),
+        });
+    }
+    signals::check()?;
+
+    // Phase 7: the module.
+    let t = Instant::now();
+    let spec = lp_emit::ModuleSpec {
+        name: c.module.clone(),
+        replace: !args.non_replace,
+        cumulative: args.cumulative,
+        patch_version: args.patch_version,
+        lp_build_version: env!("CARGO_PKG_VERSION").to_string(),
+        sources: c
+            .patches
+            .iter()
+            .map(|p| (p.name.clone(), p.sha256.clone()))
+            .collect(),
+        records,
+    };
+    let patch_objects: Vec<(String, Vec<u8>)> = diffs
+        .iter()
+        .filter(|d| d.2.outcome == lp_diff::Outcome::Patch)
+        .filter_map(|d| {
+            let name = format!("lp-patch-{}", d.0.rel.replace(['/', '.'], "_"));
+            let name = format!("{}.o", name.trim_end_matches("_o"));
+            d.2.output.clone().map(|o| (name, o))
+        })
+        .collect();
+    let mut counts: BTreeMap<String, HashMap<String, usize>> = BTreeMap::new();
+    for (name, parent) in &parents {
+        counts.insert(
+            name.clone(),
+            parent
+                .by_name
+                .iter()
+                .map(|(k, v)| (k.clone(), v.len()))
+                .collect(),
+        );
+    }
+    let ko_path = build_module(
+        &spec,
+        &patch_objects,
+        &c,
+        &tmp_path,
+        ui,
+        lp_emit::ValidateContext {
+            exports: Some(all_exports),
+            symbol_counts: Some(counts),
+        },
+        jobs,
+    )?;
+    times.add("module", t.elapsed());
+    report.phases = times.clone();
+    report.outcome = "patch".into();
+    report.output = Some(ko_path.clone());
+    write_report(args, &c, &report)?;
+
+    println!("wrote {}", ko_path.display());
+    let summary: Vec<String> = times
+        .0
+        .iter()
+        .map(|(n, s)| format!("{n} {}", secs(Duration::from_secs_f64(*s))))
+        .collect();
+    ui.info(&format!(
+        "done in {} ({})",
+        secs(started.elapsed()),
+        summary.join(", ")
+    ));
+    Ok(Outcome {
+        status: Status::Success,
+        report: Some(report),
+    })
+}
+
+fn owner_name(o: &Owner) -> String {
+    match o {
+        Owner::Vmlinux => "vmlinux".into(),
+        Owner::Module { name, .. } => format!("module {name}"),
+        Owner::Other => "not linked".into(),
+    }
+}
+
+struct TmpGuard {
+    dir: Option<tempfile::TempDir>,
+    keep: bool,
+}
+
+impl Drop for TmpGuard {
+    fn drop(&mut self) {
+        if let Some(d) = self.dir.take() {
+            if self.keep {
+                let p = d.keep();
+                eprintln!("kept the temporary directory {}", p.display());
+            }
+        }
+    }
+}
+
+/// The file holding the process group of the make that builds in the patched tree.
+fn pgid_file(tc: &TreeCache) -> PathBuf {
+    tc.dir.join("make.pgid")
+}
+
+fn recover(tc: &TreeCache, ui: &Ui) -> Result<()> {
+    if runner::kill_orphaned_group(&pgid_file(tc)) {
+        ui.warn("stopped a build left running by a previous lp-build that died");
+    }
+    let journal = tc.journal_path();
+    if !journal.exists() {
+        return Ok(());
+    }
+    // The build directory the journal speaks of loses its stamp: restoring may have raced
+    // with a dying make.
+    if let Ok(text) = fs::read(&journal) {
+        if let Ok(j) = serde_json::from_slice::<journal::Journal>(&text) {
+            if let Some(entry_dir) = j.build.parent() {
+                CacheEntry {
+                    dir: entry_dir.to_path_buf(),
+                }
+                .invalidate();
+            }
+        }
+    }
+    if let Some((pid, s)) = journal::recover(&journal)? {
+        ui.warn(&format!(
+            "lp-build pid {pid} died while the tree was patched: restored {} source file(s) and \
+             {} object(s) from its journal",
+            s.sources, s.objects
+        ));
+    }
+    Ok(())
+}
+
+fn original_build(
+    kb: &Kbuild,
+    entry: &CacheEntry,
+    c: &Checked,
+    key: &str,
+    ui: &Ui,
+) -> Result<&'static str> {
+    if let Some(stamp) = entry.stamp() {
+        if stamp.key == key {
+            match cache::changed_since(&c.src.path, stamp.started) {
+                None => {
+                    ui.info(&format!(
+                        "original build: reusing {} (complete)",
+                        kb.build.display()
+                    ));
+                    return Ok("warm");
+                }
+                Some(changed) => ui.info(&format!(
+                    "original build: {} changed since the cached build: updating it",
+                    changed.display()
+                )),
+            }
+        }
+    }
+    let first = !kb.build.join(".config").exists();
+    if first {
+        ui.info(&format!(
+            "original build: first use of this tree, configuration and compiler: building the \
+             kernel with function sections in {} (this takes a while)",
+            kb.build.display()
+        ));
+        fs::copy(&c.config_path, kb.build.join(".config")).with_context(|| {
+            format!(
+                "copying {} to {}",
+                c.config_path.display(),
+                kb.build.display()
+            )
+        })?;
+        make(
+            ui,
+            "configuring (olddefconfig)",
+            kb.command(&["olddefconfig"]),
+            &kb.log,
+            "configuring the cache build",
+        )?;
+    }
+    let started = SystemTime::now();
+    make(
+        ui,
+        "building the original kernel",
+        kb.command(&["vmlinux", "modules"]),
+        &kb.log,
+        "building the original kernel (without the patch)",
+    )
+    .map_err(|e| {
+        if crate::exit::status_of(&e) == Status::Build {
+            e.context("the unpatched tree does not build with this configuration")
+        } else {
+            e
+        }
+    })?;
+    entry.write_stamp(&Stamp {
+        key: key.to_string(),
+        version: c.src.version.clone(),
+        started,
+        lp_build_version: env!("CARGO_PKG_VERSION").to_string(),
+    })?;
+    Ok(if first { "cold" } else { "updated" })
+}
+
+/// The make goals that compile every object of vmlinux and the modules without linking
+/// anything (so nothing but the compiler runs, and no link-time object such as
+/// `init/version-timestamp.o` is rebuilt): the top Makefile's descend target, `.` (its
+/// `$(build-dir)`, 5.19+) or `descend` (older), with `KBUILD_MODULES=1` so module objects are
+/// compiled too; without either, `vmlinux modules`. (`vmlinux.a` does not do: kbuild takes
+/// `%.a` goals for single-file targets.)
+pub fn patched_goals(top_makefile: &str) -> Vec<&'static str> {
+    let lines: Vec<&str> = top_makefile.lines().map(str::trim_end).collect();
+    let build_dir_dot = lines.iter().any(|l| {
+        l.strip_prefix("build-dir")
+            .and_then(|r| r.trim_start().strip_prefix(":="))
+            .is_some_and(|v| v.trim() == ".")
+    });
+    if build_dir_dot {
+        vec![".", "KBUILD_MODULES=1"]
+    } else if lines.iter().any(|l| l.starts_with("descend:")) {
+        vec!["descend", "KBUILD_MODULES=1"]
+    } else {
+        vec!["vmlinux", "modules"]
+    }
+}
+
+fn patched_build(
+    kb: &Kbuild,
+    changes: &Changes,
+    c: &Checked,
+    pairs_dir: &Path,
+    ui: &Ui,
+    pgid_file: &Path,
+) -> Result<Vec<Pair>> {
+    journal::record_build_times(&kb.build, changes.save_dir())?;
+    changes.apply(&c.files)?;
+    let top = fs::read_to_string(kb.src.join("Makefile")).unwrap_or_default();
+    let mut cmd = kb.command(&patched_goals(&top));
+    cmd.env(ccwrap::ENV_SAVE_DIR, changes.save_dir())
+        .env(ccwrap::ENV_OBJTREE, &kb.build);
+    match find_hooks_dir() {
+        Some(h) => {
+            cmd.env(ccwrap::ENV_HOOKS_DIR, h);
+        }
+        None => ui.warn(
+            "hooks-macros/ not found (set LP_HOOKS_DIR): `#include \"lp-hooks.h\"` will fail",
+        ),
+    }
+    make_in_group(
+        ui,
+        "building the patched objects",
+        cmd,
+        &kb.log,
+        "building with the patch applied (does the patch compile?)",
+        Some(pgid_file),
+    )?;
+    // Copy the pairs out before the restore puts the originals back.
+    let saved = changes.save_dir().join(SAVED_OBJECTS);
+    let mut pairs = Vec::new();
+    for s in journal::read_saved_objects(changes.save_dir())? {
+        if !s.had_object {
+            ui.warn(&format!(
+                "{} is new in the patched build (no original): not diffed",
+                s.object
+            ));
+            continue;
+        }
+        let orig = pairs_dir.join("orig").join(&s.object);
+        let patched = pairs_dir.join("patched").join(&s.object);
+        copy_with_mtime(&saved.join(&s.object), &orig)?;
+        copy_with_mtime(&kb.build.join(&s.object), &patched)?;
+        pairs.push(Pair {
+            rel: s.object,
+            orig,
+            patched,
+        });
+    }
+    Ok(pairs)
+}
+
+fn entry_sizes(
+    kb: &Kbuild,
+    entry: &CacheEntry,
+    tmp: &Path,
+    ui: &Ui,
+) -> Result<BTreeMap<String, u64>> {
+    let cached = entry.entry_sizes_path();
+    if let Ok(text) = fs::read(&cached) {
+        if let Ok(m) = serde_json::from_slice::<BTreeMap<String, u64>>(&text) {
+            return Ok(m);
+        }
+    }
+    let dir = tmp.join("probe");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::write(dir.join("lp_probe.c"), probe::probe_source())?;
+    fs::write(dir.join("Kbuild"), "obj-m := lp_probe.o\n")?;
+    let mut cmd = kb.command(&[]);
+    cmd.arg(format!("M={}", dir.display())).arg("modules");
+    make(
+        ui,
+        "measuring special-section entries",
+        cmd,
+        &kb.log,
+        "building the entry-size probe module",
+    )?;
+    let obj = fs::read(dir.join("lp_probe.o")).context("reading the probe object")?;
+    let sizes = probe::read_sizes(&obj)?;
+    write_atomic(&cached, &serde_json::to_vec_pretty(&sizes)?)?;
+    if ui.debug {
+        ui.info(&format!("entry sizes: {sizes:?}"));
+    }
+    Ok(sizes)
+}
+
+fn build_module(
+    spec: &lp_emit::ModuleSpec,
+    patch_objects: &[(String, Vec<u8>)],
+    c: &Checked,
+    tmp: &Path,
+    ui: &Ui,
+    ctx: lp_emit::ValidateContext,
+    jobs: usize,
+) -> Result<PathBuf> {
+    let dir = tmp.join("module");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let emit_err = |e: lp_emit::EmitError| {
+        fail_hint(
+            Status::Build,
+            format!("generating the module: {e}"),
+            "this is a bug in lp-build: rerun with --keep-tmp and report it",
+        )
+    };
+    let core = lp_emit::generate_c(spec).map_err(emit_err)?;
+    fs::write(dir.join(lp_emit::core_source_name(spec)), core)?;
+    let names: Vec<String> = patch_objects.iter().map(|(n, _)| n.clone()).collect();
+    for (n, bytes) in patch_objects {
+        fs::write(dir.join(n), bytes)?;
+    }
+    fs::write(dir.join("Kbuild"), lp_emit::kbuild_file(spec, &names))?;
+    let mut cmd = Command::new("make");
+    cmd.arg("-C")
+        .arg(&c.src.path)
+        .arg(format!("O={}", c.user_build.dir.display()))
+        .arg(format!("M={}", dir.display()))
+        .arg(format!("-j{jobs}"))
+        .arg("modules")
+        .env("LC_ALL", "C")
+        .env_remove(ccwrap::ENV_SAVE_DIR)
+        .env_remove("KBUILD_OUTPUT");
+    let log = tmp.join("module.log");
+    make(
+        ui,
+        "linking the livepatch module",
+        cmd,
+        &log,
+        "building the livepatch module",
+    )?;
+    let ko = dir.join(format!("{}.ko", spec.name));
+    let linked = fs::read(&ko).with_context(|| format!("reading {}", ko.display()))?;
+    let converted = lp_emit::convert_klp_relocs(&linked).map_err(|e| {
+        fail_hint(
+            Status::Build,
+            format!("converting the klp relocations of {}: {e}", ko.display()),
+            "this is a bug in lp-build: rerun with --keep-tmp and report it",
+        )
+    })?;
+    fs::write(dir.join(format!("{}.klp.ko", spec.name)), &converted)?;
+    let problems = lp_emit::validate(&converted, &ctx);
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("  module problem: {p}");
+        }
+        return Err(fail_hint(
+            Status::Build,
+            format!(
+                "the built module breaks {} loader rule(s) and was not written: {}",
+                problems.len(),
+                problems
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            "this is a bug in lp-build: rerun with --keep-tmp and report it",
+        ));
+    }
+    fs::create_dir_all(&c.output_dir)
+        .with_context(|| format!("creating {}", c.output_dir.display()))?;
+    let out = c.output_dir.join(format!("{}.ko", spec.name));
+    write_atomic(&out, &converted)?;
+    if ui.debug {
+        ui.info(&format!("module sources in {}", dir.display()));
+    }
+    Ok(out)
+}
+
+fn write_report(args: &BuildArgs, c: &Checked, report: &Report) -> Result<()> {
+    if !args.json {
+        return Ok(());
+    }
+    fs::create_dir_all(&c.output_dir)
+        .with_context(|| format!("creating {}", c.output_dir.display()))?;
+    let p = c.output_dir.join(format!("{}.json", c.module));
+    write_atomic(&p, &serde_json::to_vec_pretty(report)?)?;
+    eprintln!("wrote {}", p.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goals_for_the_patched_build() {
+        assert_eq!(
+            patched_goals("build-dir\t:= .\nvmlinux.a: x\n"),
+            [".", "KBUILD_MODULES=1"]
+        );
+        assert_eq!(
+            patched_goals("PHONY += descend $(build-dirs)\ndescend: $(build-dirs)\n"),
+            ["descend", "KBUILD_MODULES=1"]
+        );
+        assert_eq!(patched_goals("all:\n"), ["vmlinux", "modules"]);
+    }
+}
