@@ -939,6 +939,24 @@ pub fn patched_goals(top_makefile: &str) -> Vec<&'static str> {
     }
 }
 
+/// When the patch only changes `.c` files whose objects the cache build has, the make goals are
+/// just those objects (kbuild's single-target build: no walk of the whole tree, the warm path
+/// stays close to the compile time). `None`: a header or another file changed, every object
+/// that may depend on it must be considered ([`patched_goals`]).
+pub fn targeted_goals(files: &[apply::FileResult], build: &Path) -> Option<Vec<String>> {
+    let mut goals = Vec::new();
+    for f in files {
+        let stem = f.path.strip_suffix(".c")?;
+        f.orig.as_ref()?;
+        let object = format!("{stem}.o");
+        if !build.join(&object).is_file() {
+            return None;
+        }
+        goals.push(object);
+    }
+    (!goals.is_empty()).then_some(goals)
+}
+
 fn patched_build(
     kb: &Kbuild,
     changes: &Changes,
@@ -950,7 +968,12 @@ fn patched_build(
     journal::record_build_times(&kb.build, changes.save_dir())?;
     changes.apply(&c.files)?;
     let top = fs::read_to_string(kb.src.join("Makefile")).unwrap_or_default();
-    let mut cmd = kb.command(&patched_goals(&top));
+    let goals: Vec<String> = match targeted_goals(&c.files, &kb.build) {
+        Some(objects) => objects,
+        None => patched_goals(&top).iter().map(|g| g.to_string()).collect(),
+    };
+    let goals: Vec<&str> = goals.iter().map(String::as_str).collect();
+    let mut cmd = kb.command(&goals);
     cmd.env(ccwrap::ENV_SAVE_DIR, changes.save_dir())
         .env(ccwrap::ENV_OBJTREE, &kb.build);
     match find_hooks_dir() {
@@ -1124,6 +1147,34 @@ fn write_report(args: &BuildArgs, c: &Checked, report: &Report) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targeted_goals_only_for_c_files_with_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("fs/proc")).unwrap();
+        std::fs::write(dir.path().join("fs/proc/cmdline.o"), b"").unwrap();
+        let file = |path: &str| apply::FileResult {
+            path: path.into(),
+            orig: Some(b"x".to_vec()),
+            patched: Some(b"y".to_vec()),
+        };
+        assert_eq!(
+            targeted_goals(&[file("fs/proc/cmdline.c")], dir.path()),
+            Some(vec!["fs/proc/cmdline.o".to_string()])
+        );
+        // A header, a .c without object, a new file: the whole tree is considered.
+        assert_eq!(
+            targeted_goals(&[file("include/linux/fs.h")], dir.path()),
+            None
+        );
+        assert_eq!(
+            targeted_goals(&[file("fs/proc/version.c")], dir.path()),
+            None
+        );
+        let mut new = file("fs/proc/cmdline.c");
+        new.orig = None;
+        assert_eq!(targeted_goals(&[new], dir.path()), None);
+    }
 
     #[test]
     fn goals_for_the_patched_build() {

@@ -63,6 +63,11 @@ $(objtree)/vmlinux: $(objtree)/vmlinux.a
 $(objtree)/vmlinux.a: $(addprefix $(objtree)/,$(VMLINUX_OBJS))
 	cd $(objtree) && rm -f vmlinux.a && ar cDPrST vmlinux.a $(VMLINUX_OBJS)
 
+# kbuild's single-target build: `make fs/proc/cmdline.o` builds that object in O=.
+.PHONY: $(VMLINUX_OBJS) $(MODULE_OBJS)
+$(VMLINUX_OBJS) $(MODULE_OBJS): %.o: $(objtree)/%.o
+	@:
+
 # kbuild's descend target: compile everything, link nothing.
 build-dir	:= .
 .PHONY: $(build-dir)
