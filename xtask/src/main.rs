@@ -20,7 +20,8 @@ tasks:
             [--kernel 6.12|6.1] [--case DIR ...]
   demo      the whole story on the bundled test kernel: build it, patch /proc/cmdline,
             show the behaviour before, while patched and after in the VM
-  bench     the differ over the real-object corpus (total, slowest pair, peak memory)
+  bench     the differ over the real-object corpus (total, slowest pair, peak memory);
+            --warm [--kernel VER]: lp-build's warm path on the test kernel beside its floor
   kernel    build the test kernel [--kernel 6.12|6.1] [--source DIR] [-j N]
   vm        boot the test VM [--kernel VER] [--ko FILE.ko ...] [--file FILE ...] [--script FILE]
   vm-selftest  boot the test kernel and load/unload the kernel's sample livepatch [--kernel VER]
@@ -97,7 +98,15 @@ fn ci(_rest: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn bench(_rest: &[String]) -> Result<()> {
+fn bench(rest: &[String]) -> Result<()> {
+    if rest.iter().any(|a| a == "--warm") {
+        let version = rest
+            .iter()
+            .position(|a| a == "--kernel")
+            .and_then(|i| rest.get(i + 1))
+            .map_or("6.12", String::as_str);
+        return e2e::bench_warm(version);
+    }
     run(cargo().args([
         "run",
         "--release",
