@@ -26,7 +26,9 @@ fn is_static_local(v: &View, i: usize) -> bool {
 
 fn correlatable(v: &View, i: usize) -> bool {
     let s = &v.obj.symbols[i];
-    if i == 0 || s.is_section() || v.name(i).is_empty() {
+    // Compiler-local labels (`.LC12`, `.L__unnamed_3`) are numbered per object: never an
+    // identity.
+    if i == 0 || s.is_section() || v.name(i).is_empty() || v.name(i).starts_with(".L") {
         return false;
     }
     if s.is_local() && s.is_object() {

@@ -190,23 +190,29 @@ impl<'a> View<'a> {
             };
         };
         if !sym.is_section() {
-            // `.LC12`-style labels inside string sections are strings.
+            // `.LC12`-style labels inside string or merged-constant sections are contents.
             if let Some(sec) = sym
                 .section_index()
                 .filter(|_| !sym.is_func() && !sym.is_object())
             {
                 if let Some(section) = obj.sections.get(sec) {
+                    let off = r
+                        .addend
+                        .saturating_add(self.pc_adjust(in_sec, r))
+                        .saturating_add(sym.value as i64);
+                    let rest = usize::try_from(off)
+                        .ok()
+                        .and_then(|o| section.bytes().get(o..));
+                    const SHF_MERGE: u64 = 0x10;
                     if names::is_string_section(&self.sec_name(sec), section.flags) {
-                        let off = r
-                            .addend
-                            .saturating_add(self.pc_adjust(in_sec, r))
-                            .saturating_add(sym.value as i64);
-                        if let Some(b) = usize::try_from(off)
-                            .ok()
-                            .and_then(|o| section.bytes().get(o..))
-                        {
+                        if let Some(b) = rest {
                             let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
                             return Target::Str(&b[..end]);
+                        }
+                    } else if section.flags & SHF_MERGE != 0 && section.entsize > 0 {
+                        let len = usize::try_from(section.entsize).unwrap_or(usize::MAX);
+                        if let Some(b) = rest.and_then(|b| b.get(..len)) {
+                            return Target::Const(b);
                         }
                     }
                 }
