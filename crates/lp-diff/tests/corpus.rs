@@ -43,7 +43,12 @@ fn options(case: &lp_testutil::Case) -> DiffOptions {
 /// The kernel's rules on a patch object (see lp_elf::klp): every relocation's symbol is
 /// defined, exported by the object (`__ksymtab_`), or undefined in the PATCHED object too (defined elsewhere in the kernel: with no
 /// Module.symvers for the corpus, assumed exported); every `.klp.sym` name parses.
-fn check_patch_object(case: &str, bytes: &[u8], patched: &lp_elf::Object) {
+fn check_patch_object(
+    case: &str,
+    bytes: &[u8],
+    patched: &lp_elf::Object,
+    parent: &lp_diff::Parent,
+) {
     let g = goblin::elf::Elf::parse(bytes).unwrap_or_else(|e| panic!("{case}: goblin: {e}"));
     assert_eq!(g.header.e_type, goblin::elf::header::ET_REL, "{case}");
     let obj = lp_elf::Object::parse(bytes).unwrap();
@@ -79,10 +84,21 @@ fn check_patch_object(case: &str, bytes: &[u8], patched: &lp_elf::Object) {
             .filter(|n| !n.is_empty())
         {
             let name = String::from_utf8_lossy(name);
-            assert!(
-                lp_elf::klp::parse_klp_sym(&name).is_some(),
-                "{case}: klp symbol `{name}` does not parse"
-            );
+            let Some((obj, sym, pos)) = lp_elf::klp::parse_klp_sym(&name) else {
+                panic!("{case}: klp symbol `{name}` does not parse");
+            };
+            assert_eq!(obj, "vmlinux", "{case}: {name}");
+            // Positions are unambiguous in the parent (for the corpus, the ORIG object).
+            let count = parent.count(sym);
+            assert!(count >= 1, "{case}: {name}: not in the parent");
+            if pos == 0 {
+                assert_eq!(count, 1, "{case}: {name}: position 0 but {count} symbols");
+            } else {
+                assert!(
+                    pos as usize <= count,
+                    "{case}: {name}: position beyond {count}"
+                );
+            }
         }
     }
 }
@@ -121,7 +137,9 @@ fn corpus_agrees_with_reference() {
         }
         if let Some(bytes) = &r.output {
             let patched_obj = lp_elf::Object::parse(&patched).unwrap();
-            check_patch_object(&case.name, bytes, &patched_obj);
+            let parent =
+                lp_diff::Parent::from_object(&lp_elf::Object::parse(&orig).unwrap(), false);
+            check_patch_object(&case.name, bytes, &patched_obj, &parent);
         }
     }
     assert!(
