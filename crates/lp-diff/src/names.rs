@@ -84,8 +84,13 @@ pub fn is_special_static_name(name: &str) -> bool {
 }
 
 /// Sections whose contents are one-shot flags: changes there are never a data change.
+/// (`.data.once` before 5.19, `.data..once` since; `.data.unlikely` in older kernels.)
 pub fn is_flag_section(section: &str) -> bool {
-    section == ".data.once" || section == ".data.unlikely" || section.starts_with(".data.once.")
+    matches!(
+        section,
+        ".data.once" | ".data..once" | ".data.unlikely" | ".data..unlikely"
+    ) || section.starts_with(".data.once.")
+        || section.starts_with(".data..once.")
 }
 
 /// The parent of a child function: `foo.cold` / `foo.cold.3` / `foo.part.2` -> `foo`. A
