@@ -13,10 +13,11 @@
 //! 5. New non-cumulative patch: every enabled patch is disabled, then the
 //!    new one is loaded.
 //! 6. New cumulative patch, version V: enabled cumulative patches with a
-//!    version < V are disabled explicitly; those with version > V make it a
+//!    version <= V are left to the atomic replace (one transition, no window
+//!    without the fixes; only the new patch's callbacks run, and it takes
+//!    over their system states); those with version > V make it a
 //!    downgrade, refused unless `--allow-downgrade`, in which case they are
-//!    disabled first too. Cumulative patches with version == V are left to
-//!    the atomic replace.
+//!    disabled explicitly first.
 //! 7. A patch with the same name that is enabled and has the same identity
 //!    (cumulative flag, version, srcversion when both known) is "already
 //!    loaded": empty plan. With a different identity it is disabled and
@@ -268,12 +269,6 @@ pub fn plan(loaded: &[LoadedPatch], new: &NewPatch, flags: &Flags) -> Result<Pla
                 "{}: the new patch is non-cumulative, all loaded patches are disabled",
                 describe(p)
             ))
-        } else if p.version < new.version {
-            Some(format!(
-                "{}: older than the new cumulative v{}",
-                describe(p),
-                new.version
-            ))
         } else if p.version > new.version {
             Some(format!(
                 "{}: newer than v{}, downgrade allowed by --allow-downgrade",
@@ -433,11 +428,11 @@ mod tests {
                 expect: Ok(vec![d("fix_b"), u("fix_b"), d("fix_a"), u("fix_a"), l(&c1)]),
             },
             Case {
-                what: "cumulative v2 over v1",
+                what: "cumulative v2 over v1: left to the atomic replace",
                 loaded: vec![cum("cum_v1", 1, 1)],
                 new: c2.clone(),
                 flags: NONE,
-                expect: Ok(vec![d("cum_v1"), u("cum_v1"), l(&c2)]),
+                expect: Ok(vec![l(&c2)]),
             },
             Case {
                 what: "cumulative v1 over v2 is refused",
@@ -521,22 +516,14 @@ mod tests {
                 loaded: vec![leftover("cum_v1", true, 1), cum("cum_v2", 2, 1)],
                 new: c3.clone(),
                 flags: NONE,
-                expect: Ok(vec![d("cum_v2"), u("cum_v2"), l(&c3)]),
+                expect: Ok(vec![l(&c3)]),
             },
             Case {
                 what: "fixes and a cumulative under a newer cumulative",
                 loaded: vec![fix("fix_a", 1), cum("cum_v1", 1, 2), fix("fix_b", 3)],
                 new: c3.clone(),
                 flags: NONE,
-                expect: Ok(vec![
-                    d("fix_b"),
-                    u("fix_b"),
-                    d("cum_v1"),
-                    u("cum_v1"),
-                    d("fix_a"),
-                    u("fix_a"),
-                    l(&c3),
-                ]),
+                expect: Ok(vec![d("fix_b"), u("fix_b"), d("fix_a"), u("fix_a"), l(&c3)]),
             },
             Case {
                 what: "equal-version cumulative of another name is left to atomic replace",
@@ -654,6 +641,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.replaced, vec!["cum_v3_old".to_string()]);
+        // Older cumulative versions too: an upgrade is one atomic replace.
+        let p = plan(
+            &[cum("cum_v1", 1, 1), cum("cum_v2", 2, 2)],
+            &new_cum("cum_v3", 3),
+            &NONE,
+        )
+        .unwrap();
+        assert_eq!(p.actions(), vec![l(&new_cum("cum_v3", 3))]);
+        assert_eq!(p.replaced, vec!["cum_v2".to_string(), "cum_v1".to_string()]);
     }
 
     #[test]

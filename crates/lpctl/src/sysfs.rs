@@ -70,6 +70,27 @@ fn read_trim(path: &Path) -> io::Result<String> {
     Ok(fs::read_to_string(path)?.trim().to_string())
 }
 
+fn parse_bool(path: &Path, s: &str) -> Result<bool> {
+    match s {
+        "1" | "Y" | "y" => Ok(true),
+        "0" | "N" | "n" => Ok(false),
+        _ => Err(Error::new(
+            ErrorClass::Io,
+            format!("{}: unexpected value {s:?}", path.display()),
+        )),
+    }
+}
+
+/// The attribute's object is gone or going away: ENOENT once sysfs removed
+/// it, ENODEV while the kernel is removing it (kernfs refuses to open or
+/// read an attribute of a node being deleted). A livepatch disabled or
+/// replaced is freed asynchronously, so its `/sys/kernel/livepatch/<p>/*`
+/// and a module's `/sys/module/<m>/*` can give either right after a
+/// transition.
+fn is_gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV)
+}
+
 /// A line of `/proc/modules`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcModule {
@@ -167,18 +188,12 @@ impl Sys {
             .and_then(|s| s.parse().ok())
     }
 
-    /// Read a boolean sysfs attribute ("0"/"1"/"Y"/"N").
+    /// Read a boolean sysfs attribute ("0"/"1"/"Y"/"N"); `None` when it is
+    /// gone (see [`is_gone`]).
     fn read_bool(&self, path: &Path) -> Result<Option<bool>> {
         match read_trim(path) {
-            Ok(s) => match s.as_str() {
-                "1" | "Y" | "y" => Ok(Some(true)),
-                "0" | "N" | "n" => Ok(Some(false)),
-                _ => Err(Error::new(
-                    ErrorClass::Io,
-                    format!("{}: unexpected value {s:?}", path.display()),
-                )),
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Ok(s) => parse_bool(path, &s).map(Some),
+            Err(e) if is_gone(&e) => Ok(None),
             Err(e) => Err(Error::io(path, &e)),
         }
     }
@@ -190,17 +205,21 @@ impl Sys {
         if !dir.is_dir() {
             return Ok(None);
         }
-        let enabled = self.read_bool(&dir.join("enabled"))?;
+        let path = dir.join("enabled");
+        let enabled = match read_trim(&path) {
+            Ok(s) => parse_bool(&path, &s)?,
+            // A disabled or replaced patch is freed asynchronously, right
+            // after its transition: kernfs first refuses its attributes
+            // (ENODEV), then removes them before the directory (ENOENT with
+            // the directory still there). Either way it is no longer
+            // registered.
+            Err(e) if is_gone(&e) => return Ok(None),
+            Err(e) => return Err(Error::io(&path, &e)),
+        };
+        // `transition` gone after `enabled` was read: the patch was freed in
+        // between, so it is not in transition any more.
         let transition = self.read_bool(&dir.join("transition"))?;
-        match (enabled, transition) {
-            (Some(e), t) => Ok(Some((e, t.unwrap_or(false)))),
-            // The directory vanished between the two reads.
-            (None, _) if !dir.is_dir() => Ok(None),
-            (None, _) => Err(Error::new(
-                ErrorClass::Io,
-                format!("{} has no enabled attribute", dir.display()),
-            )),
-        }
+        Ok(Some((enabled, transition.unwrap_or(false))))
     }
 
     /// lp-build identity from the module parameters; non-cumulative v0 when
@@ -216,7 +235,7 @@ impl Sys {
                     format!("{}: not a version number: {s:?}", vpath.display()),
                 )
             })?),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) if is_gone(&e) => None,
             Err(e) => return Err(Error::io(&vpath, &e)),
         };
         let lp_build = cumulative.is_some() || version.is_some();
@@ -265,6 +284,10 @@ impl Sys {
                 &proc_mods,
             )?);
         }
+
+        // Patches freed (or being freed) since the directory was listed are
+        // not registered any more: their modules count as leftovers below.
+        registered.retain(|r| out.iter().any(|p| p.patch.name == *r));
 
         let source = if have_sysfs_order {
             OrderSource::StackOrder
@@ -466,6 +489,14 @@ impl Sys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gone_attributes() {
+        assert!(is_gone(&io::Error::from_raw_os_error(libc::ENOENT)));
+        assert!(is_gone(&io::Error::from_raw_os_error(libc::ENODEV)));
+        assert!(!is_gone(&io::Error::from_raw_os_error(libc::EACCES)));
+        assert!(!is_gone(&io::Error::from_raw_os_error(libc::EIO)));
+    }
 
     #[test]
     fn proc_modules_lines() {

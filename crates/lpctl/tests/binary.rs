@@ -38,7 +38,14 @@ fn exit_statuses() {
 
     let o = lpctl(&["--root", root, "load", "--dry-run", c3]);
     assert_eq!(status(&o), 0, "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("1. disable cum_v2"));
+    // An upgrade is one atomic replace: cum_v2 is not disabled explicitly.
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("1. load "), "{out}");
+    assert!(
+        out.contains("with atomic replace (replaces cum_v2)"),
+        "{out}"
+    );
+    assert!(!out.contains("disable cum_v2"), "{out}");
 
     // Downgrade refused: 6, one line on stderr with a hint.
     let o = lpctl(&["--root", root, "load", "--dry-run", c1]);

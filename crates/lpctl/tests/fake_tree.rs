@@ -113,6 +113,34 @@ vmlinux  dup                2    fix_b
 }
 
 #[test]
+fn patch_being_freed_counts_as_unregistered() {
+    // Right after a disable (or an atomic replace) the kernel frees the
+    // patch asynchronously: its attributes go before its directory (and
+    // read as ENODEV before that). Seen in the VM as a failing
+    // `lpctl load` ("has no enabled attribute") right after a disable.
+    let t = Tree::new();
+    t.add_patch("fix_a", Some((false, 1)), &[("vmlinux", "f", 1)]);
+    t.add_patch("fix_b", Some((false, 1)), &[("vmlinux", "g", 1)]);
+    std::fs::remove_file(t.p("sys/kernel/livepatch/fix_a/enabled")).unwrap();
+    std::fs::remove_file(t.p("sys/kernel/livepatch/fix_a/transition")).unwrap();
+    let mut k = FakeKernel::new(&t);
+    let o = lpctl(&t, &mut k, &["list", "--json"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&o.out).unwrap();
+    assert_eq!(v["patches"][0]["name"], "fix_b");
+    assert_eq!(v["patches"][0]["stack_order"], 1);
+    assert_eq!(v["patches"][1]["name"], "fix_a");
+    assert_eq!(v["patches"][1]["registered"], false);
+    assert_eq!(v["patches"][1]["state"], "disabled");
+    assert_eq!(v["functions"].as_array().unwrap().len(), 1);
+    assert_eq!(v["functions"][0]["winner"], "fix_b");
+    // Unloading it only removes the module (nothing to disable).
+    t.set_refcnt("fix_a", 0);
+    ok(&lpctl(&t, &mut k, &["unload", "fix_a"]));
+    assert_eq!(k.calls, vec!["rmmod fix_a"]);
+}
+
+#[test]
 fn list_uses_stack_order_attribute() {
     let mut t = Tree::new();
     t.stack_order_attr = true;
@@ -370,11 +398,14 @@ fn cumulative_upgrade_downgrade_and_back() {
     ok(&lpctl(&t, &mut k, &["load", c2.to_str().unwrap()]));
     assert_eq!(
         k.calls,
+        vec!["load cum_v1", "load cum_v2"],
+        "an upgrade is one atomic replace: v1 is not disabled explicitly"
+    );
+    assert_eq!(
+        names_in_list(&t),
         vec![
-            "load cum_v1",
-            "write /sys/kernel/livepatch/cum_v1/enabled 0",
-            "rmmod cum_v1",
-            "load cum_v2"
+            ("cum_v2".to_string(), "enabled".to_string()),
+            ("cum_v1".to_string(), "disabled".to_string())
         ]
     );
     k.calls.clear();
@@ -389,7 +420,7 @@ fn cumulative_upgrade_downgrade_and_back() {
     );
     assert!(k.calls.is_empty());
 
-    // With --allow-downgrade: the newer one goes first.
+    // With --allow-downgrade: v1's leftover module and the newer patch go first.
     ok(&lpctl(
         &t,
         &mut k,
@@ -398,6 +429,7 @@ fn cumulative_upgrade_downgrade_and_back() {
     assert_eq!(
         k.calls,
         vec![
+            "rmmod cum_v1",
             "write /sys/kernel/livepatch/cum_v2/enabled 0",
             "rmmod cum_v2",
             "load cum_v1"
