@@ -21,12 +21,15 @@ pub const KLP_SYMNAME_MAX: usize = 511;
 /// Why a livepatch symbol or section name cannot be emitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
-    /// Object name empty, too long, or containing '.'.
-    #[error("object name `{0}` is not usable in a klp name (1..=55 characters, no '.')")]
+    /// Object name empty, too long, or containing '.' or NUL.
+    #[error("object name `{0}` is not usable in a klp name (1..=55 bytes, no '.', no NUL)")]
     BadObject(String),
-    /// Symbol name empty, too long or containing ','.
-    #[error("symbol name `{0}` is not usable in a klp name (1..=511 characters, no ',')")]
+    /// Symbol name empty, too long or containing ',' or NUL.
+    #[error("symbol name `{0}` is not usable in a klp name (1..=511 bytes, no ',', no NUL)")]
     BadSymbol(String),
+    /// Section name containing NUL (the name would be cut short in the string table).
+    #[error("section name `{0}` is not usable in a klp name (no NUL)")]
+    BadSection(String),
 }
 
 /// The kernel's object name for a module file name: dashes become underscores.
@@ -35,7 +38,7 @@ pub fn module_objname(name: &str) -> String {
 }
 
 fn check_objname(objname: &str) -> Result<(), NameError> {
-    if objname.is_empty() || objname.len() > KLP_OBJNAME_MAX || objname.contains('.') {
+    if objname.is_empty() || objname.len() > KLP_OBJNAME_MAX || objname.contains(['.', '\0']) {
         return Err(NameError::BadObject(objname.to_string()));
     }
     Ok(())
@@ -44,36 +47,59 @@ fn check_objname(objname: &str) -> Result<(), NameError> {
 /// `.klp.sym.<objname>.<symbol>,<pos>`, checked against the kernel's parser.
 pub fn klp_sym_name(objname: &str, symbol: &str, pos: u64) -> Result<String, NameError> {
     check_objname(objname)?;
-    if symbol.is_empty() || symbol.len() > KLP_SYMNAME_MAX || symbol.contains(',') {
+    if symbol.is_empty() || symbol.len() > KLP_SYMNAME_MAX || symbol.contains([',', '\0']) {
         return Err(NameError::BadSymbol(symbol.to_string()));
     }
     Ok(format!("{KLP_SYM_PREFIX}{objname}.{symbol},{pos}"))
 }
 
-/// `.klp.rela.<objname>.<section>`.
+/// `.klp.rela.<objname>.<section>`, checked against the kernel's parser.
 pub fn klp_rela_name(objname: &str, section: &str) -> Result<String, NameError> {
     check_objname(objname)?;
+    if section.contains('\0') {
+        return Err(NameError::BadSection(section.to_string()));
+    }
     Ok(format!("{KLP_RELA_PREFIX}{objname}.{section}"))
+}
+
+/// The part of `name` that C code sees: up to the first NUL.
+fn c_str(name: &str) -> &str {
+    name.split('\0').next().unwrap_or_default()
 }
 
 /// Parses a `.klp.sym.` name the way `klp_resolve_symbols` does:
 /// `sscanf(name, ".klp.sym.%55[^.].%511[^,],%lu", objname, symname, &sympos)` must match all three.
 /// Returns (objname, symbol, position).
+///
+/// How the kernel's `vsscanf` (lib/vsprintf.c) reads it, and where this mirror differs:
+/// - The name is a C string: it ends at the first NUL. So does the mirror.
+/// - Literal characters of the format must match exactly; `%[` skips no white space.
+/// - `%55[^.]` needs at least one character that is not '.' (nor NUL), copies at most 55, and
+///   the format's next character, the literal '.', must then be next in the name: a 56-byte
+///   object name fails. Likewise `%511[^,]` then ','. Widths count bytes, as `len()` does.
+/// - `%lu` skips leading white space (the kernel's `isspace`, which includes 0xa0), needs a
+///   decimal digit next (no sign: it is unsigned), reads digits with `simple_strntoull`, which
+///   wraps on overflow instead of failing, and ignores whatever follows the digits.
+///   DIFFERENCE: the mirror is stricter. It accepts only the form [`klp_sym_name`] writes:
+///   digits alone up to the end of the string, and no overflow. A name the mirror accepts the
+///   kernel parses to the same three values; a name with white space before the position,
+///   text after it, or a position above `u64::MAX` the kernel would accept (with a wrapped
+///   position) and the mirror refuses, so the validator reports it rather than let it load
+///   with a position nobody meant.
 pub fn parse_klp_sym(name: &str) -> Option<(&str, &str, u64)> {
-    let rest = name.strip_prefix(KLP_SYM_PREFIX)?;
+    let rest = c_str(name).strip_prefix(KLP_SYM_PREFIX)?;
     let dot = rest.find('.')?;
     let (obj, rest) = rest.split_at(dot);
     if obj.is_empty() || obj.len() > KLP_OBJNAME_MAX {
         return None;
     }
-    let rest = &rest[1..];
+    let rest = rest.get(1..)?;
     let comma = rest.find(',')?;
     let (sym, pos) = rest.split_at(comma);
     if sym.is_empty() || sym.len() > KLP_SYMNAME_MAX {
         return None;
     }
-    let pos = &pos[1..];
-    // %lu accepts leading digits; we demand the whole remainder is the number, as we write it.
+    let pos = pos.get(1..)?;
     if pos.is_empty() || !pos.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -82,14 +108,22 @@ pub fn parse_klp_sym(name: &str) -> Option<(&str, &str, u64)> {
 
 /// Parses a `.klp.rela.` section name the way `klp_write_section_relocs` does
 /// (`sscanf(secname, ".klp.rela.%55[^.]", objname)`); returns (objname, target section name).
+/// The name ends at the first NUL, as a C string does.
+///
+/// DIFFERENCE: the kernel reads only the object name (the target section is `sh_info`), and as
+/// nothing follows `%55[^.]` in that format, sscanf succeeds whatever comes after the first 55
+/// bytes that are not '.': `.klp.rela.vmlinux` passes, and so does a 60-byte object name, cut to
+/// its first 55 bytes (which may then match another object). The mirror is stricter: the object
+/// name must end, within 55 bytes, at a '.' followed by the section name, as [`klp_rela_name`]
+/// writes it. A name the mirror accepts, the kernel reads to the same object name.
 pub fn parse_klp_rela(name: &str) -> Option<(&str, &str)> {
-    let rest = name.strip_prefix(KLP_RELA_PREFIX)?;
+    let rest = c_str(name).strip_prefix(KLP_RELA_PREFIX)?;
     let dot = rest.find('.')?;
     let (obj, sec) = rest.split_at(dot);
     if obj.is_empty() || obj.len() > KLP_OBJNAME_MAX {
         return None;
     }
-    Some((obj, &sec[1..]))
+    Some((obj, sec.get(1..)?))
 }
 
 #[cfg(test)]

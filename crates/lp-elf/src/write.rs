@@ -231,9 +231,15 @@ fn write(obj: &Object) -> Result<Vec<u8>> {
     Ok(buffer)
 }
 
+/// The largest file-offset alignment the writer pads a section to. `sh_addralign` itself is
+/// written unchanged: in a relocatable object it constrains the address the loader chooses, not
+/// the file offset. Without the cap, an alignment read from hostile input (2^62) made the writer
+/// try to allocate a buffer of that size.
+const MAX_FILE_ALIGN: u64 = 4096;
+
 fn pow2_align(align: u64) -> u64 {
     if align.is_power_of_two() {
-        align
+        align.min(MAX_FILE_ALIGN)
     } else {
         1
     }
