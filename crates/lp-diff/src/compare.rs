@@ -236,6 +236,18 @@ pub fn compare(o: &View, p: &View, c: &Correlation, explain_changes: bool) -> Co
             Status::Changed
         };
     }
+    // A group changes with its members (COMDAT contents must stay identical everywhere).
+    for (psec, s) in p.obj.sections.iter().enumerate() {
+        if let SectionData::Group { members, .. } = &s.data {
+            if sec[psec] == Status::Same
+                && members
+                    .iter()
+                    .any(|&m| sec.get(m as usize).is_some_and(|st| *st != Status::Same))
+            {
+                sec[psec] = Status::Changed;
+            }
+        }
+    }
     // Relocation sections share their target's status.
     for (psec, s) in p.obj.sections.iter().enumerate() {
         if s.is_reloc() {

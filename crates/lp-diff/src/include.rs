@@ -265,7 +265,11 @@ impl Ctx<'_, '_> {
                 self.error(
                     &name,
                     "",
-                    format!("section group {name} changed: COMDAT/group changes cannot be patched"),
+                    format!(
+                        "section group {name} changed: the kernel keeps one copy of a COMDAT \
+                         group, so its contents cannot be replaced; leave the group unchanged and \
+                         patch the functions that use it"
+                    ),
                 );
             }
         }
