@@ -17,7 +17,13 @@ pub fn alias_prefix(source_name: &str) -> String {
 
 /// Reads an input file, as an input error naming it.
 pub fn read_input(path: &Path, what: &str) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|e| fail(Status::Input, format!("{what} {}: {e}", path.display())))
+    fs::read(path).map_err(|e| {
+        fail_hint(
+            Status::Input,
+            format!("{what} {}: {e}", path.display()),
+            "check the path: the file must exist and be readable",
+        )
+    })
 }
 
 /// Reads the symbol table of a parent (vmlinux or a .ko).
@@ -26,6 +32,26 @@ pub fn read_parent(path: &Path, is_vmlinux: bool) -> Result<lp_diff::Parent> {
     let obj = lp_elf::Object::parse_symbols_only(&bytes)
         .map_err(|e| fail(Status::Input, format!("parent {}: {e}", path.display())))?;
     Ok(lp_diff::Parent::from_object(&obj, is_vmlinux))
+}
+
+/// Refuses a 64-bit ELF object of another machine (the differ reads x86_64 objects and would
+/// otherwise misread, say, aarch64 ones); other malformed files are left to the differ, which
+/// names what is wrong.
+fn check_machine(bytes: &[u8], path: &Path) -> Result<()> {
+    use object::read::Object as _;
+    match object::read::File::parse(bytes) {
+        Ok(f) if f.is_64() && f.architecture() != object::Architecture::X86_64 => Err(fail_hint(
+            Status::Input,
+            format!(
+                "{}: an object for {:?}; lp-build handles x86_64 objects",
+                path.display(),
+                f.architecture()
+            ),
+            "ORIG and PATCHED must be complete relocatable objects (.o) of this architecture, \
+             built the same way",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The outcome name used in JSON.
@@ -62,6 +88,8 @@ struct DiffJson<'a> {
 pub fn diff(args: &DiffArgs) -> Result<Status> {
     let orig = read_input(&args.orig, "ORIG object")?;
     let patched = read_input(&args.patched, "PATCHED object")?;
+    check_machine(&orig, &args.orig)?;
+    check_machine(&patched, &args.patched)?;
     let object_name = match (&args.object_name, &args.parent) {
         (Some(n), _) => lp_elf::klp::module_objname(n),
         (None, Some(p)) if p.extension().is_some_and(|e| e == "ko") => lp_elf::klp::module_objname(
@@ -102,8 +130,22 @@ pub fn diff(args: &DiffArgs) -> Result<Status> {
         alias_prefix: alias_prefix(&source_name),
         explain: args.explain,
     };
-    let r = lp_diff::diff(&orig, &patched, &opts)
-        .map_err(|e| fail(Status::Input, format!("{source_name}: {e}")))?;
+    let r = lp_diff::diff(&orig, &patched, &opts).map_err(|e| {
+        // Name the file that is wrong (both for a mismatch).
+        let named = match &e {
+            lp_diff::DiffError::Elf { which: "orig", .. } => args.orig.display().to_string(),
+            lp_diff::DiffError::Mismatch(_) => {
+                format!("{} and {}", args.orig.display(), source_name)
+            }
+            _ => source_name.clone(),
+        };
+        fail_hint(
+            Status::Input,
+            format!("{named}: {e}"),
+            "ORIG and PATCHED must be complete relocatable objects (.o) of this architecture, \
+                 built the same way",
+        )
+    })?;
     let mut written = None;
     if let (Some(out), Some(bytes)) = (&args.output, &r.output) {
         fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;

@@ -231,8 +231,13 @@ fn read_patches(paths: &[PathBuf]) -> Result<Vec<PatchInput>> {
     let mut out = Vec::new();
     let mut refusals = Vec::new();
     for path in paths {
-        let bytes = fs::read(path)
-            .map_err(|e| fail(Status::Input, format!("patch {}: {e}", path.display())))?;
+        let bytes = fs::read(path).map_err(|e| {
+            fail_hint(
+                Status::Input,
+                format!("patch {}: {e}", path.display()),
+                "pass the patch file with -p/--patch (a path relative to the current directory)",
+            )
+        })?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -349,9 +354,10 @@ fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
         ui.info(&format!("note: {n}"));
     }
     if files.iter().all(|f| f.orig == f.patched) {
-        return Err(fail(
+        return Err(fail_hint(
             Status::NoChange,
             "the patches change no file contents",
+            "the patch is already applied or reverts itself: there is nothing to live-patch",
         ));
     }
     let stem = match &args.name {
@@ -369,6 +375,7 @@ fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
         Some(o) => o.clone(),
         None => cwd,
     };
+    check_output_dir(&output_dir)?;
     let objtool_on_module = tree::objtool_on_module(&src.path, &config);
     Ok(Checked {
         objtool_on_module,
@@ -546,6 +553,7 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
     // Phase 5: diff.
     let t = Instant::now();
     let span = tracing::info_span!("phase", name = "diff").entered();
+    test_pause_diff();
     let symvers = c.user_build.dir.join("Module.symvers");
     let exports = kbuild::vmlinux_exports(&symvers)?;
     let all_exports: HashSet<String> = kbuild::parse_symvers(
@@ -618,6 +626,7 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
     diffs.sort_by(|a, b| a.0.rel.cmp(&b.0.rel));
     times.add("diff", t.elapsed());
     drop(span);
+    signals::check()?;
 
     let mut object_reports: Vec<ObjectReport> = diffs
         .iter()
@@ -704,9 +713,10 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
     if records.is_empty() {
         report.outcome = "no-change".into();
         write_report(args, &c, &report)?;
-        return Err(fail(
+        return Err(fail_hint(
             Status::NoChange,
             format!("{} rebuilt object(s), no function changed", diffs.len()),
+            "comments, whitespace and changes the compiler optimizes away need no livepatch",
         ));
     }
     if args.stop_after == Some(StopAfter::Diff) {
@@ -1122,24 +1132,74 @@ fn build_module(
             "this is a bug in lp-build: rerun with --keep-tmp and report it",
         ));
     }
-    fs::create_dir_all(&c.output_dir)
-        .with_context(|| format!("creating {}", c.output_dir.display()))?;
     let out = c.output_dir.join(format!("{}.ko", spec.name));
-    write_atomic(&out, &converted)?;
+    write_output(&out, &converted)?;
     if ui.debug {
         ui.info(&format!("module sources in {}", dir.display()));
     }
     Ok(out)
 }
 
+const OUTPUT_HINT: &str =
+    "pass a writable directory with free space with -o/--output (default: the current directory)";
+
+/// Checks before any build that the output directory can be created and written, so a long
+/// build does not end with nowhere to put the module.
+fn check_output_dir(dir: &Path) -> Result<()> {
+    let r = fs::create_dir_all(dir).and_then(|()| tempfile::tempfile_in(dir).map(drop));
+    r.map_err(|e| {
+        fail_hint(
+            Status::Input,
+            format!("output directory {}: {e}", dir.display()),
+            OUTPUT_HINT,
+        )
+    })
+}
+
+/// Test-only hook: `LP_BUILD_TEST_FAIL_WRITE=ENOSPC` makes [`write_output`] fail as on a full
+/// disk (the file system cannot be filled from a test).
+pub const ENV_TEST_FAIL_WRITE: &str = "LP_BUILD_TEST_FAIL_WRITE";
+
+/// Writes an output file (the module, its report) atomically; a failure is an input/output
+/// error with a hint.
+fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
+    let r = if std::env::var_os(ENV_TEST_FAIL_WRITE).is_some_and(|v| v == "ENOSPC") {
+        Err(
+            anyhow::Error::from(std::io::Error::from_raw_os_error(libc::ENOSPC))
+                .context(format!("writing {}", path.display())),
+        )
+    } else {
+        write_atomic(path, bytes)
+    };
+    r.map_err(|e| {
+        fail_hint(
+            Status::Input,
+            format!("writing the output {}: {}", path.display(), e.root_cause()),
+            OUTPUT_HINT,
+        )
+    })
+}
+
+/// Test-only hook: with `LP_BUILD_TEST_PAUSE_DIFF=FILE`, the diff phase creates FILE and waits
+/// (at most 60 s) for SIGINT/SIGTERM, so tests can interrupt the run in that phase.
+pub const ENV_TEST_PAUSE_DIFF: &str = "LP_BUILD_TEST_PAUSE_DIFF";
+
+fn test_pause_diff() {
+    if let Some(marker) = std::env::var_os(ENV_TEST_PAUSE_DIFF) {
+        let _ = fs::write(&marker, b"");
+        let start = Instant::now();
+        while !signals::interrupted() && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 fn write_report(args: &BuildArgs, c: &Checked, report: &Report) -> Result<()> {
     if !args.json {
         return Ok(());
     }
-    fs::create_dir_all(&c.output_dir)
-        .with_context(|| format!("creating {}", c.output_dir.display()))?;
     let p = c.output_dir.join(format!("{}.json", c.module));
-    write_atomic(&p, &serde_json::to_vec_pretty(report)?)?;
+    write_output(&p, &serde_json::to_vec_pretty(report)?)?;
     eprintln!("wrote {}", p.display());
     Ok(())
 }

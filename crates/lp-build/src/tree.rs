@@ -203,12 +203,10 @@ pub fn check_vmlinux(path: &Path) -> Result<VmlinuxInfo> {
         )
     })?;
     let file = object::read::File::parse(&*bytes).map_err(|e| {
-        fail(
+        fail_hint(
             Status::Input,
-            format!(
-                "{} is not an ELF file ({e}): pass the uncompressed vmlinux, not bzImage",
-                path.display()
-            ),
+            format!("{} is not an ELF file ({e})", path.display()),
+            "pass the uncompressed vmlinux from the kernel's build directory, not bzImage",
         )
     })?;
     if file.section_by_name(".symtab").is_none() {
