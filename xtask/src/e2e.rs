@@ -83,8 +83,14 @@ fn builds_of(case: &Path, version: &str) -> Result<Vec<Build>> {
             } else {
                 patches_in(&dir)?
             };
+            // A version's folder may also carry its own case.conf (another expected outcome).
+            let conf = if per_version.join("case.conf").is_file() {
+                read_conf(&per_version)?
+            } else {
+                read_conf(&dir)?
+            };
             Ok(Build {
-                conf: read_conf(&dir)?,
+                conf,
                 patches,
                 name,
                 dir,

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod commands;
 pub mod exit;
 pub mod fsutil;
+pub mod ftrace_sites;
 pub mod journal;
 pub mod kbuild;
 pub mod patchfile;

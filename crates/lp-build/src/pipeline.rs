@@ -624,6 +624,7 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
         diffs.push(r?);
     }
     diffs.sort_by(|a, b| a.0.rel.cmp(&b.0.rel));
+    refuse_ambiguous_ftrace_sites(&c.vmlinux.bytes, &mut diffs);
     times.add("diff", t.elapsed());
     drop(span);
     signals::check()?;
@@ -965,6 +966,50 @@ pub fn targeted_goals(files: &[apply::FileResult], build: &Path) -> Option<Vec<S
         goals.push(object);
     }
     (!goals.is_empty()).then_some(goals)
+}
+
+/// Refuses vmlinux functions whose kallsyms range in the running kernel holds more than one
+/// ftrace call site (see `ftrace_sites`): the kernel may attach the patch to the wrong one.
+fn refuse_ambiguous_ftrace_sites(
+    vmlinux: &[u8],
+    diffs: &mut [(Pair, String, lp_diff::DiffResult)],
+) {
+    let needed = diffs
+        .iter()
+        .any(|d| d.1 == "vmlinux" && d.2.outcome == lp_diff::Outcome::Patch);
+    if !needed {
+        return;
+    }
+    let Some(sites) = crate::ftrace_sites::FtraceSites::from_vmlinux(vmlinux) else {
+        return;
+    };
+    for (pair, object, r) in diffs.iter_mut() {
+        if object != "vmlinux" || r.outcome != lp_diff::Outcome::Patch {
+            continue;
+        }
+        for f in &r.record.functions {
+            if let Some((start, end, n)) = sites.sites_of(&f.old_name, f.old_sympos) {
+                if n > 1 {
+                    r.errors.push(lp_diff::Diagnostic {
+                        object: pair.rel.clone(),
+                        section: format!(".text.{}", f.old_name),
+                        symbol: f.old_name.clone(),
+                        message: format!(
+                            "in the running kernel, `{}` [{start:#x}, {end:#x}) holds {n} ftrace \
+                             call sites (code without a symbol follows it, e.g. an overridden \
+                             __weak function): the kernel may attach the patch to the wrong \
+                             one and change nothing; patch its callers instead",
+                            f.old_name
+                        ),
+                    });
+                }
+            }
+        }
+        if !r.errors.is_empty() {
+            r.outcome = lp_diff::Outcome::Refused;
+            r.output = None;
+        }
+    }
 }
 
 fn patched_build(
