@@ -66,6 +66,13 @@ fn builds_of(case: &Path, version: &str) -> Result<Vec<Build>> {
     let mut subs: Vec<PathBuf> = std::fs::read_dir(case)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir() && p.join("case.conf").is_file())
+        // `v<version>/` folders are per-version variants, not module builds.
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix('v'))
+                .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+        })
         .collect();
     subs.sort();
     if subs.is_empty() {
