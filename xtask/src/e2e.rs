@@ -332,11 +332,19 @@ pub fn task(rest: &[String]) -> Result<()> {
     let artifacts = crate::root().join("artifacts").join(&kernel.version);
     std::fs::create_dir_all(&artifacts)?;
     let mut failed = 0;
+    let mut skipped = 0;
     for case in &cases {
         let name = case
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if let Some(k) = read_conf(case).ok().and_then(|c| c.get("kernels").cloned()) {
+            if !k.split_whitespace().any(|v| v == version) {
+                println!("SKIP {version} {name} (case.conf: kernels = {k})");
+                skipped += 1;
+                continue;
+            }
+        }
         let xfail = read_conf(case).ok().and_then(|c| c.get("xfail").cloned());
         let result = run_case(&lp_build, &kernel, case, &artifacts);
         if let Some(reason) = xfail {
@@ -366,7 +374,10 @@ pub fn task(rest: &[String]) -> Result<()> {
             }
         }
     }
-    println!("{} passed, {failed} failed", cases.len() - failed);
+    println!(
+        "{} passed, {failed} failed, {skipped} skipped",
+        cases.len() - failed - skipped
+    );
     println!("artifacts: {}", artifacts.display());
     if failed > 0 {
         bail!("{failed} e2e case(s) failed");
