@@ -128,6 +128,13 @@ impl Vm {
             0o644,
             &read(&lib, "it is part of the repository")?,
         );
+        // Kernel-log checks in the style of the kernel's livepatch selftests.
+        let kmsg = crate::root().join("test-kernels/guest/kmsg.sh");
+        cpio.file(
+            "/lp/kmsg.sh",
+            0o644,
+            &read(&kmsg, "it is part of the repository")?,
+        );
         cpio.file("/lp/test.sh", 0o755, &read(&self.script, "check --script")?);
         for ko in &self.modules {
             cpio.file(
