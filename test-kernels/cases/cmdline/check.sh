@@ -1,5 +1,6 @@
 . /lp/lib.sh
 orig=$(cat /proc/cmdline)
+log "before the livepatch: /proc/cmdline = '$orig'"
 case "$orig" in *lp_cmdline_patched*) fail "/proc/cmdline patched before loading" ;; esac
 load_ko livepatch-cmdline.ko
 klp_wait livepatch_cmdline
