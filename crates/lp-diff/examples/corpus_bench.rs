@@ -16,28 +16,10 @@ fn main() {
     let inputs: Vec<_> = cases
         .iter()
         .map(|c| {
-            let mut sizes = std::collections::BTreeMap::new();
-            for (k, v) in [
-                (".parainstructions", 16u64),
-                ("__ex_table", 12),
-                ("__bug_table", 12),
-                (".altinstructions", 13),
-                ("__jump_table", 24),
-                (".orc_unwind", 6),
-                (".static_call_sites", 8),
-                (".printk_index", 44),
-            ] {
-                sizes.insert(k.to_string(), v);
-            }
-            for (k, v) in &c.struct_sizes {
-                if let Some(s) = lp_diff::special::section_for_reference_name(k) {
-                    sizes.insert(s.to_string(), *v);
-                }
-            }
             let opts = lp_diff::DiffOptions {
                 object_name: "vmlinux".into(),
                 source_name: c.name.clone(),
-                entry_sizes: sizes,
+                entry_sizes: c.entry_sizes(),
                 alias_prefix: "__lp_b_".into(),
                 ..Default::default()
             };

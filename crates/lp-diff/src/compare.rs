@@ -147,28 +147,19 @@ fn describe(t: &Target, v: &View) -> String {
 }
 
 /// A short unified diff of the two instruction listings.
-fn explain(o: &View, osec: usize, p: &View, psec: usize, c: &Correlation) -> String {
-    let listing = |v: &View, sec: usize, twin: &dyn Fn(usize) -> usize| {
+fn explain(o: &View, osec: usize, p: &View, psec: usize) -> String {
+    // Relocation targets are shown by canonical name, so both listings compare symbolically.
+    let listing = |v: &View, sec: usize| {
         let relocs = v.relocs(sec);
         x86::listing(v.obj.sections[sec].bytes(), &|start, end| {
             relocs
                 .iter()
                 .find(|r| r.offset >= start && r.offset < end)
-                .map(|r| match v.target(sec, r) {
-                    Target::Sym { sym, addend } => describe(
-                        &Target::Sym {
-                            sym: twin(sym),
-                            addend,
-                        },
-                        v,
-                    ),
-                    t => describe(&t, v),
-                })
+                .map(|r| describe(&v.target(sec, r), v))
         })
     };
-    let a = listing(o, osec, &|s| s);
-    let b = listing(p, psec, &|s| s);
-    let _ = c;
+    let a = listing(o, osec);
+    let b = listing(p, psec);
     let a = a.join("\n");
     let b = b.join("\n");
     let diff = similar::TextDiff::from_lines(&a, &b);
@@ -304,7 +295,7 @@ pub fn compare(o: &View, p: &View, c: &Correlation, explain_changes: bool) -> Co
         }
         if let (Some(psec), Some(osym)) = (s.section_index(), c.p2o[i]) {
             if let Some(osec) = o.obj.symbols[osym].section_index() {
-                explanations.push((i, explain(o, osec, p, psec, c)));
+                explanations.push((i, explain(o, osec, p, psec)));
             }
         }
     }

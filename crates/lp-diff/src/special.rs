@@ -204,18 +204,3 @@ pub fn is_parallel(name: &str) -> bool {
 pub fn entry_size(spec: &Spec, sizes: &std::collections::BTreeMap<String, u64>) -> Option<u64> {
     spec.fixed_size.or_else(|| sizes.get(spec.name).copied())
 }
-
-/// The corpus README's names for entry sizes (`JUMP_STRUCT_SIZE`) mapped to sections.
-pub fn section_for_reference_name(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "PARA_STRUCT_SIZE" => ".parainstructions",
-        "EX_STRUCT_SIZE" => "__ex_table",
-        "BUG_STRUCT_SIZE" => "__bug_table",
-        "ALT_STRUCT_SIZE" => ".altinstructions",
-        "JUMP_STRUCT_SIZE" => "__jump_table",
-        "ORC_STRUCT_SIZE" => ".orc_unwind",
-        "STATIC_CALL_STRUCT_SIZE" => ".static_call_sites",
-        "PRINTK_INDEX_STRUCT_SIZE" => ".printk_index",
-        _ => return None,
-    })
-}

@@ -9,29 +9,10 @@ use std::collections::{BTreeMap, HashSet};
 const DELIBERATE: &[(&str, &str)] = &[];
 
 fn options(case: &lp_testutil::Case) -> DiffOptions {
-    // Defaults from the corpus README, then the row's overrides.
-    let mut sizes: BTreeMap<String, u64> = [
-        (".parainstructions", 16),
-        ("__ex_table", 12),
-        ("__bug_table", 12),
-        (".altinstructions", 13),
-        ("__jump_table", 24),
-        (".orc_unwind", 6),
-        (".static_call_sites", 8),
-        (".printk_index", 44),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    for (k, v) in &case.struct_sizes {
-        let sec = lp_diff::special::section_for_reference_name(k)
-            .unwrap_or_else(|| panic!("unknown size name {k}"));
-        sizes.insert(sec.to_string(), *v);
-    }
     DiffOptions {
         object_name: "vmlinux".into(),
         source_name: case.name.clone(),
-        entry_sizes: sizes,
+        entry_sizes: case.entry_sizes(),
         parent: None,
         exports: None,
         alias_prefix: "__lp_t_".into(),

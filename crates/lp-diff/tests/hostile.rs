@@ -3,21 +3,12 @@
 
 use lp_diff::{diff, DiffOptions};
 
-fn opts() -> DiffOptions {
+fn opts(case: &lp_testutil::Case) -> DiffOptions {
     DiffOptions {
         object_name: "vmlinux".into(),
         source_name: "hostile.o".into(),
         alias_prefix: "__lp_h_".into(),
-        entry_sizes: [
-            ("__jump_table", 16u64),
-            ("__bug_table", 12),
-            ("__ex_table", 12),
-            (".orc_unwind", 6),
-            (".altinstructions", 13),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect(),
+        entry_sizes: case.entry_sizes(),
         ..Default::default()
     }
 }
@@ -55,8 +46,8 @@ fn truncated_and_corrupted_objects_never_panic() {
             len - 100.min(len),
             len - 1,
         ] {
-            let _ = diff(&orig, &patched[..cut], &opts());
-            let _ = diff(&patched[..cut], &orig, &opts());
+            let _ = diff(&orig, &patched[..cut], &opts(case));
+            let _ = diff(&patched[..cut], &orig, &opts(case));
             runs += 2;
         }
         for _ in 0..40 {
@@ -65,7 +56,7 @@ fn truncated_and_corrupted_objects_never_panic() {
                 let at = (rng.next() as usize) % bad.len();
                 bad[at] ^= (rng.next() as u8) | 1;
             }
-            let _ = diff(&orig, &bad, &opts());
+            let _ = diff(&orig, &bad, &opts(case));
             runs += 1;
         }
     }

@@ -58,6 +58,46 @@ fn list(field: &str) -> Vec<String> {
     }
 }
 
+/// The corpus README's names for special-section entry sizes, as section names.
+fn section_for_reference_name(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "PARA_STRUCT_SIZE" => ".parainstructions",
+        "EX_STRUCT_SIZE" => "__ex_table",
+        "BUG_STRUCT_SIZE" => "__bug_table",
+        "ALT_STRUCT_SIZE" => ".altinstructions",
+        "JUMP_STRUCT_SIZE" => "__jump_table",
+        "ORC_STRUCT_SIZE" => ".orc_unwind",
+        "STATIC_CALL_STRUCT_SIZE" => ".static_call_sites",
+        "PRINTK_INDEX_STRUCT_SIZE" => ".printk_index",
+        _ => return None,
+    })
+}
+
+impl Case {
+    /// Entry sizes by section name: the corpus README's defaults, then the row's overrides.
+    pub fn entry_sizes(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut sizes: std::collections::BTreeMap<String, u64> = [
+            (".parainstructions", 16),
+            ("__ex_table", 12),
+            ("__bug_table", 12),
+            (".altinstructions", 13),
+            ("__jump_table", 24),
+            (".orc_unwind", 6),
+            (".static_call_sites", 8),
+            (".printk_index", 44),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in &self.struct_sizes {
+            let sec = section_for_reference_name(k)
+                .unwrap_or_else(|| panic!("{}: unknown size name {k} in cases.tsv", self.name));
+            sizes.insert(sec.to_string(), *v);
+        }
+        sizes
+    }
+}
+
 /// Every case of the corpus.
 pub fn cases() -> Vec<Case> {
     let dir = corpus_dir();
