@@ -300,7 +300,11 @@ pub fn build(
                             out.refuse(
                                 &secname,
                                 &name,
-                                format!("internal error: `{name}` is neither included nor in the running kernel"),
+                                format!(
+                                    "internal error: `{name}` is neither included nor in the \
+                                     running kernel; this is a bug in lp-build: report it with \
+                                     the object pair (lp-build --keep-tmp keeps them)"
+                                ),
                             );
                             continue;
                         }
@@ -343,7 +347,9 @@ pub fn build(
                         &secname,
                         "",
                         format!(
-                            "a relocation at {secname}+{:#x} points to data the patch does not carry",
+                            "a relocation at {secname}+{:#x} points to data the patch does not \
+                             carry and the running kernel cannot provide by name: give the data \
+                             a name (a static variable) or keep the patched code from using it",
                             r.offset
                         ),
                     );
