@@ -8,6 +8,12 @@
 //! several modules has one subfolder per module (each with its own `case.conf` and patches),
 //! and the check script at the top loads them by name. The module of a folder is named after
 //! the folder: `livepatch-<folder>.ko`.
+//!
+//! A case may also hold `host.sh`: run on the host (`sh host.sh`, in the case folder) after the
+//! modules are built and before the VM boots, with `LP_OUT` (the case's artifacts folder, where
+//! the modules are), `LP_GUEST` (a folder whose files are copied to the guest's `/lp/`),
+//! `LP_KERNEL_BUILD` (the test kernel's `O=` directory) and `LP_BUILD` (the lp-build binary).
+//! It fails the case by exiting non-zero.
 
 use crate::kernel::{self, KernelOptions, TestKernel};
 use crate::vm::{Outcome, Vm};
@@ -271,6 +277,36 @@ fn run_case(
             vm.files.push(p);
         }
     }
+    let host = case.join("host.sh");
+    if host.is_file() {
+        let guest = out.join("guest-files");
+        let _ = std::fs::remove_dir_all(&guest);
+        std::fs::create_dir_all(&guest)?;
+        let output = Command::new("sh")
+            .arg(&host)
+            .current_dir(case)
+            .env("LP_OUT", &out)
+            .env("LP_GUEST", &guest)
+            .env("LP_KERNEL_BUILD", &kernel.build)
+            .env("LP_BUILD", lp_build)
+            .output()
+            .with_context(|| format!("cannot run {}", host.display()))?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::fs::write(out.join("host.log"), &text)?;
+        if !output.status.success() {
+            bail!("host.sh failed ({}):\n{}", output.status, tail(&text, 15));
+        }
+        let mut extra: Vec<PathBuf> = std::fs::read_dir(&guest)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        extra.sort();
+        vm.files.extend(extra);
+    }
     let mut result = vm.run()?;
     let _ = std::fs::copy(&result.log, out.join("console.log"));
     // TCG occasionally mis-executes a just-rewritten kernel text site (seen once in ~50 boots:
@@ -305,16 +341,17 @@ fn run_case(
     }
 }
 
-/// `cargo xtask e2e [--kernel VER] [--case DIR ...]`.
+/// `cargo xtask e2e [--kernel VER | --source DIR] [--case DIR ...]`.
 pub fn task(rest: &[String]) -> Result<()> {
-    let mut version = "6.12".to_string();
+    let mut opts = KernelOptions::new("6.12");
     let mut cases: Vec<PathBuf> = Vec::new();
     let mut it = rest.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--kernel" => version = kernel::value(&mut it, "--kernel")?,
+            "--kernel" => opts.version = kernel::value(&mut it, "--kernel")?,
+            "--source" => opts.source = Some(PathBuf::from(kernel::value(&mut it, "--source")?)),
             "--case" => cases.push(kernel::absolute(Path::new(&kernel::value(&mut it, "--case")?))?),
-            other => bail!("unknown argument `{other}` (usage: cargo xtask e2e [--kernel 6.12|6.1] [--case DIR ...])"),
+            other => bail!("unknown argument `{other}` (usage: cargo xtask e2e [--kernel 6.12|6.1 | --source DIR] [--case DIR ...])"),
         }
     }
     if cases.is_empty() {
@@ -327,9 +364,22 @@ pub fn task(rest: &[String]) -> Result<()> {
         v.sort();
         cases = v;
     }
-    let kernel = kernel::ensure(&KernelOptions::new(&version))?;
+    let kernel = kernel::ensure(&opts)?;
+    // The tree's own `<major>.<minor>` (also for --source): what `kernels = ` and the per-version
+    // patch folders are matched against.
+    let version = kernel.version.clone();
     let lp_build = lp_build_binary()?;
-    let artifacts = crate::root().join("artifacts").join(&kernel.version);
+    // A --source tree's artifacts go beside, not over, the Debian package's of that version.
+    let label = match &opts.source {
+        Some(_) => kernel
+            .build
+            .parent()
+            .and_then(|b| b.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| format!("{version}-source")),
+        None => version.clone(),
+    };
+    let artifacts = crate::root().join("artifacts").join(label);
     std::fs::create_dir_all(&artifacts)?;
     let mut failed = 0;
     let mut skipped = 0;

@@ -144,9 +144,14 @@ pub struct CheckArgs {
     /// The module.
     #[arg(value_name = "FILE.ko")]
     pub module: PathBuf,
-    /// Module.symvers of the target kernel: check that undefined symbols are exported.
+    /// Module.symvers of the target kernel: check that undefined symbols are exported and, for a
+    /// kernel built with CONFIG_MODVERSIONS, that `__versions` carries their CRCs.
     #[arg(long, value_name = "FILE")]
     pub symvers: Option<PathBuf>,
+    /// vmlinux of the target kernel: check the module's vermagic against the kernel's and the
+    /// positions of `.klp.sym.vmlinux.*` symbols against its symbol table.
+    #[arg(long, value_name = "FILE")]
+    pub vmlinux: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -289,7 +294,10 @@ mod tests {
         );
         assert_eq!(d.output, Some(PathBuf::from("out.o")));
         assert!(d.json);
-        let c = parse(&["check", "x.ko", "--symvers", "S"]).unwrap();
-        assert!(matches!(c.command, Some(Command::Check(_))));
+        let c = parse(&["check", "x.ko", "--symvers", "S", "--vmlinux", "V"]).unwrap();
+        let Some(Command::Check(k)) = c.command else {
+            panic!("not check")
+        };
+        assert_eq!(k.vmlinux, Some(PathBuf::from("V")));
     }
 }

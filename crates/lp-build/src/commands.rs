@@ -3,7 +3,7 @@
 use crate::cli::{CheckArgs, DiffArgs};
 use crate::exit::{fail, fail_hint, Status};
 use crate::fsutil::sha256_hex;
-use crate::kbuild::{parse_symvers, vmlinux_exports};
+use crate::kbuild::{export_crcs, parse_symvers, vmlinux_exports};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -212,7 +212,7 @@ struct ProblemJson<'a> {
 /// `lp-build check`.
 pub fn check(args: &CheckArgs) -> Result<Status> {
     let ko = read_input(&args.module, "module")?;
-    let exports = match &args.symvers {
+    let (exports, crcs) = match &args.symvers {
         Some(s) => {
             let text = fs::read_to_string(s).map_err(|e| {
                 fail(
@@ -220,18 +220,52 @@ pub fn check(args: &CheckArgs) -> Result<Status> {
                     format!("Module.symvers {}: {e}", s.display()),
                 )
             })?;
-            Some(
-                parse_symvers(&text)
-                    .into_iter()
-                    .map(|e| e.symbol)
-                    .collect::<HashSet<String>>(),
+            let list = parse_symvers(&text);
+            let crcs = export_crcs(&list);
+            (
+                Some(
+                    list.into_iter()
+                        .map(|e| e.symbol)
+                        .collect::<HashSet<String>>(),
+                ),
+                Some(crcs),
             )
         }
-        None => None,
+        None => (None, None),
+    };
+    let (symbol_counts, vermagic) = match &args.vmlinux {
+        Some(v) => {
+            let bytes = read_input(v, "vmlinux")?;
+            let obj = lp_elf::Object::parse_symbols_only(&bytes)
+                .map_err(|e| fail(Status::Input, format!("vmlinux {}: {e}", v.display())))?;
+            let parent = lp_diff::Parent::from_object(&obj, true);
+            let counts = parent
+                .by_name
+                .iter()
+                .map(|(k, v)| (k.clone(), v.len()))
+                .collect();
+            let vermagic = crate::vermagic::kernel_vermagic(&bytes).ok_or_else(|| {
+                fail_hint(
+                    Status::Input,
+                    format!("vmlinux {}: no `vermagic` symbol", v.display()),
+                    "pass the kernel's unstripped vmlinux (built with CONFIG_MODULES)",
+                )
+            })?;
+            (
+                Some(std::collections::BTreeMap::from([(
+                    "vmlinux".to_string(),
+                    counts,
+                )])),
+                Some(vermagic),
+            )
+        }
+        None => (None, None),
     };
     let ctx = lp_emit::ValidateContext {
         exports,
-        symbol_counts: None,
+        symbol_counts,
+        crcs,
+        vermagic,
     };
     let problems = lp_emit::validate(&ko, &ctx);
     let name = args.module.display().to_string();

@@ -213,6 +213,9 @@ pub fn archive_members(data: &[u8]) -> Result<Vec<String>> {
 /// One line of `Module.symvers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Export {
+    /// Its CRC (0 when the kernel has no CONFIG_MODVERSIONS); `None` when the column is not
+    /// hexadecimal.
+    pub crc: Option<u32>,
     /// The symbol.
     pub symbol: String,
     /// `vmlinux` or the module's path (`fs/binfmt_misc`).
@@ -224,11 +227,28 @@ pub fn parse_symvers(text: &str) -> Vec<Export> {
     text.lines()
         .filter_map(|l| {
             let mut it = l.split('\t');
-            let _crc = it.next()?;
+            let crc = it.next()?;
+            let crc = u32::from_str_radix(crc.trim_start_matches("0x"), 16).ok();
             let symbol = it.next()?.to_string();
             let module = it.next()?.to_string();
-            (!symbol.is_empty()).then_some(Export { symbol, module })
+            (!symbol.is_empty()).then_some(Export {
+                crc,
+                symbol,
+                module,
+            })
         })
+        .collect()
+}
+
+/// The CRC of every export when the kernel was built with CONFIG_MODVERSIONS (some CRC is
+/// not zero); empty otherwise.
+pub fn export_crcs(exports: &[Export]) -> std::collections::HashMap<String, u32> {
+    if !exports.iter().any(|e| e.crc.is_some_and(|c| c != 0)) {
+        return Default::default();
+    }
+    exports
+        .iter()
+        .filter_map(|e| Some((e.symbol.clone(), e.crc?)))
         .collect()
 }
 
@@ -315,5 +335,19 @@ mod tests {
         );
         assert_eq!(e.len(), 2);
         assert_eq!(e[1].module, "fs/binfmt_misc");
+        assert_eq!((e[0].crc, e[1].crc), (Some(0), Some(1)));
+        // One non-zero CRC: a MODVERSIONS kernel, every CRC counts (also printk's 0).
+        let crcs = export_crcs(&e);
+        assert_eq!(crcs.get("printk"), Some(&0));
+        assert_eq!(crcs.get("foo"), Some(&1));
+    }
+
+    #[test]
+    fn symvers_without_modversions_has_no_crcs() {
+        let e = parse_symvers(
+            "0x00000000\tprintk\tvmlinux\tEXPORT_SYMBOL\t\nzz\tx\tvmlinux\tEXPORT_SYMBOL\t\n",
+        );
+        assert_eq!(e[1].crc, None);
+        assert!(export_crcs(&e).is_empty());
     }
 }

@@ -32,3 +32,4 @@ pub mod runner;
 pub mod signals;
 pub mod tree;
 pub mod ui;
+pub mod vermagic;

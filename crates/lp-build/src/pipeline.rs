@@ -556,12 +556,11 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
     test_pause_diff();
     let symvers = c.user_build.dir.join("Module.symvers");
     let exports = kbuild::vmlinux_exports(&symvers)?;
-    let all_exports: HashSet<String> = kbuild::parse_symvers(
+    let symvers_list = kbuild::parse_symvers(
         &fs::read_to_string(&symvers).with_context(|| format!("reading {}", symvers.display()))?,
-    )
-    .into_iter()
-    .map(|e| e.symbol)
-    .collect();
+    );
+    let crcs = kbuild::export_crcs(&symvers_list);
+    let all_exports: HashSet<String> = symvers_list.into_iter().map(|e| e.symbol).collect();
     let vmlinux_obj = lp_elf::Object::parse_symbols_only(&c.vmlinux.bytes)
         .map_err(|e| fail(Status::Input, format!("{}: {e}", c.vmlinux.path.display())))?;
     let vmlinux_parent = lp_diff::Parent::from_object(&vmlinux_obj, true);
@@ -773,6 +772,8 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
         lp_emit::ValidateContext {
             exports: Some(all_exports),
             symbol_counts: Some(counts),
+            crcs: Some(crcs),
+            vermagic: crate::vermagic::kernel_vermagic(&c.vmlinux.bytes),
         },
         jobs,
     )?;

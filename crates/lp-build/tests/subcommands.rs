@@ -216,3 +216,67 @@ fn compiler_wrapper_passes_through() {
     let o = lp_build().arg("__cc").output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 }
+
+/// A module-shaped object as kbuild links one for a CONFIG_MODVERSIONS kernel: `.modinfo`
+/// with `livepatch=Y`, `__versions` (modpost's `struct modversion_info` table) and a call of
+/// the exported `printk`.
+const MODVERSIONS_KO: &str = r#"
+struct modversion_info { unsigned long crc; char name[64 - sizeof(unsigned long)]; };
+static const struct modversion_info ____versions[]
+__attribute__((used, section("__versions"), aligned(32))) = {
+	{ 0x0f3e2d11, "module_layout" },
+	{ 0x8a7c1b2d, "printk" },
+};
+static const char modinfo[] __attribute__((used, section(".modinfo"))) =
+	"livepatch=Y\0license=GPL";
+extern int printk(const char *, ...);
+int lp_f(void) { return printk("x"); }
+"#;
+
+#[test]
+fn check_compares_versions_with_module_symvers() {
+    let t = tempfile::tempdir().unwrap();
+    let c = t.path().join("m.c");
+    std::fs::write(&c, MODVERSIONS_KO).unwrap();
+    let ko = t.path().join("m.ko");
+    let st = Command::new("cc")
+        .args(["-O2", "-fno-pic", "-mcmodel=kernel", "-c", "-o"])
+        .arg(&ko)
+        .arg(&c)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let check = |symvers: &str| {
+        let s = t.path().join("Module.symvers");
+        std::fs::write(&s, symvers).unwrap();
+        lp_build()
+            .arg("check")
+            .arg("--symvers")
+            .arg(&s)
+            .arg(&ko)
+            .output()
+            .unwrap()
+    };
+    let same = "0x0f3e2d11\tmodule_layout\tvmlinux\tEXPORT_SYMBOL\t\n\
+                0x8a7c1b2d\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n";
+    let o = check(same);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Another build of the kernel: printk's CRC differs.
+    let other = "0x0f3e2d11\tmodule_layout\tvmlinux\tEXPORT_SYMBOL\t\n\
+                 0x8a7c1b2e\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n";
+    let o = check(other);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("__versions: printk: CRC 0x8a7c1b2d")
+            && out.contains("0x8a7c1b2e")
+            && out.contains("disagrees about version of symbol"),
+        "{}",
+        text(&o)
+    );
+    // A kernel without MODVERSIONS (all CRCs zero): __versions is not compared.
+    let none = "0x00000000\tmodule_layout\tvmlinux\tEXPORT_SYMBOL\t\n\
+                0x00000000\tprintk\tvmlinux\tEXPORT_SYMBOL\t\n";
+    let o = check(none);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}

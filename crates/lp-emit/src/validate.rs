@@ -27,6 +27,12 @@ pub struct ValidateContext {
     /// it has (vmlinux: in kallsyms; a module: in its symbol table). `None`, or an object not
     /// in the map: positions are not checked for that object.
     pub symbol_counts: Option<BTreeMap<String, HashMap<String, usize>>>,
+    /// The CRC of every exported symbol of a kernel built with `CONFIG_MODVERSIONS`
+    /// (Module.symvers' first column). `None` or empty: `__versions` is not checked.
+    pub crcs: Option<HashMap<String, u32>>,
+    /// The kernel's `vermagic` (`VERMAGIC_STRING`, e.g. `6.12.57 SMP mod_unload modversions `).
+    /// `None`: not checked.
+    pub vermagic: Option<String>,
 }
 
 /// One broken rule.
@@ -98,16 +104,111 @@ fn check(obj: &Object, ctx: &ValidateContext, report: &mut Report) {
             ),
         );
     }
-    check_modinfo(obj, report);
+    check_modinfo(obj, ctx, report);
     if obj.symtab_index().is_none() {
         report.add("", "", "the module has no symbol table".to_string());
     }
     check_metadata(obj, report);
     check_symbols(obj, ctx, report);
     check_klp_sections(obj, report);
+    if let Some(crcs) = ctx.crcs.as_ref().filter(|c| !c.is_empty()) {
+        check_versions(obj, crcs, report);
+    }
 }
 
-fn check_modinfo(obj: &Object, report: &mut Report) {
+/// `sizeof(struct modversion_info)` on 64-bit: `unsigned long crc; char name[56]`.
+const MODVERSION_INFO_SIZE: usize = 64;
+
+/// The entries of `__versions` (name -> CRC), as `check_version` reads them; `Err` with the
+/// reason when the section is malformed.
+fn parse_versions(data: &[u8]) -> Result<Vec<(String, u64)>, String> {
+    if data.len() % MODVERSION_INFO_SIZE != 0 {
+        return Err(format!(
+            "size {} is not a multiple of {MODVERSION_INFO_SIZE} (struct modversion_info)",
+            data.len()
+        ));
+    }
+    let mut out = Vec::new();
+    for entry in data.chunks_exact(MODVERSION_INFO_SIZE) {
+        let (crc, name) = entry.split_at(8);
+        let crc = u64::from_le_bytes(crc.try_into().map_err(|_| "short entry".to_string())?);
+        let Some(end) = name.iter().position(|&b| b == 0) else {
+            return Err("an entry's name is not NUL-terminated within 56 bytes".to_string());
+        };
+        out.push((String::from_utf8_lossy(&name[..end]).into_owned(), crc));
+    }
+    Ok(out)
+}
+
+/// CONFIG_MODVERSIONS: `resolve_symbol` calls `check_version` for every undefined symbol the
+/// kernel exports with a CRC, and `check_modstruct_version` for `module_layout`. A symbol
+/// missing from `__versions` ("no symbol version for") or with another CRC ("disagrees about
+/// version of symbol") fails the load with -EINVAL; no `__versions` at all fails it too unless
+/// the kernel allows forced loads (and then taints it).
+fn check_versions(obj: &Object, crcs: &HashMap<String, u32>, report: &mut Report) {
+    const HINT: &str = "link the module against the running kernel's build directory (its \
+                        Module.symvers), as lp-build does with -v/--vmlinux";
+    let Some(i) = obj.section_by_name("__versions") else {
+        report.add(
+            "__versions",
+            "",
+            format!(
+                "missing, but the kernel was built with CONFIG_MODVERSIONS: the loader \
+                 refuses the module (\"no versions for exported symbols\"); {HINT}"
+            ),
+        );
+        return;
+    };
+    let data = obj.sections.get(i).map(|s| s.bytes()).unwrap_or_default();
+    let versions = match parse_versions(data) {
+        Ok(v) => v,
+        Err(why) => {
+            report.add("__versions", "", format!("malformed: {why}"));
+            return;
+        }
+    };
+    let mut wanted: Vec<String> = obj
+        .symbols
+        .iter()
+        .skip(1)
+        .filter(|s| s.is_undef() && !s.name.is_empty())
+        .map(|s| s.name_str().into_owned())
+        .filter(|n| crcs.contains_key(n))
+        .collect();
+    if crcs.contains_key("module_layout") {
+        wanted.push("module_layout".to_string());
+    }
+    wanted.sort();
+    wanted.dedup();
+    for name in wanted {
+        let Some(&kernel_crc) = crcs.get(&name) else {
+            continue;
+        };
+        // check_version: the first entry of that name decides; its unsigned long must equal
+        // the kernel's u32.
+        match versions.iter().find(|(n, _)| *n == name) {
+            None => report.add(
+                "__versions",
+                name,
+                format!(
+                    "no symbol version, but the kernel exports it with CRC {kernel_crc:#010x}: \
+                     the loader fails with \"no symbol version for\"; {HINT}"
+                ),
+            ),
+            Some(&(_, crc)) if crc != u64::from(kernel_crc) => report.add(
+                "__versions",
+                name,
+                format!(
+                    "CRC {crc:#010x}, the kernel's Module.symvers has {kernel_crc:#010x}: the \
+                     loader fails with \"disagrees about version of symbol\"; {HINT}"
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
+fn check_modinfo(obj: &Object, ctx: &ValidateContext, report: &mut Report) {
     let Some(i) = obj.section_by_name(".modinfo") else {
         report.add(
             ".modinfo",
@@ -126,6 +227,51 @@ fn check_modinfo(obj: &Object, report: &mut Report) {
             "no `livepatch=Y` (MODULE_INFO(livepatch, \"Y\")): the kernel loads this as an \
              ordinary module and klp_enable_patch refuses it"
                 .to_string(),
+        );
+    }
+    if let Some(kernel) = &ctx.vermagic {
+        let module = data
+            .split(|&b| b == 0)
+            .find_map(|e| e.strip_prefix(b"vermagic="))
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        check_vermagic(obj, module.as_deref(), kernel, report);
+    }
+}
+
+/// `check_modinfo` in kernel/module/main.c: no vermagic fails the load (unless forced); so does
+/// one that `same_magic` finds different. With `__versions` the kernel compares only what
+/// follows the first space (the release may differ; the CRCs decide).
+fn check_vermagic(obj: &Object, module: Option<&str>, kernel: &str, report: &mut Report) {
+    let Some(module) = module else {
+        report.add(
+            ".modinfo",
+            "",
+            format!(
+                "no vermagic: the loader refuses the module (\"bad vermagic\"); the kernel's \
+                 is `{kernel}`"
+            ),
+        );
+        return;
+    };
+    let has_crcs = obj.section_by_name("__versions").is_some();
+    let tail = |m: &str| {
+        m.split_once(' ')
+            .map_or(String::new(), |(_, t)| t.to_string())
+    };
+    let same = if has_crcs {
+        tail(module) == tail(kernel)
+    } else {
+        module == kernel
+    };
+    if !same {
+        report.add(
+            ".modinfo",
+            "",
+            format!(
+                "vermagic `{module}` is not the kernel's `{kernel}`: the loader fails with \
+                 \"version magic ... should be ...\"; build the module against the running \
+                 kernel's tree and configuration"
+            ),
         );
     }
 }

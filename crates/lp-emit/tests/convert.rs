@@ -30,6 +30,8 @@ fn full_context() -> ValidateContext {
     ValidateContext {
         exports: Some(HashSet::from(["printk".to_string()])),
         symbol_counts: Some(counts),
+        crcs: None,
+        vermagic: None,
     }
 }
 

@@ -7,7 +7,7 @@ use common::*;
 use lp_elf::klp::{SHF_RELA_LIVEPATCH, SHN_LIVEPATCH};
 use lp_elf::{Object, Reloc, SectionData, SymSection};
 use lp_emit::{convert_klp_relocs, validate, Problem, ValidateContext};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 fn good() -> Object {
     let out = convert_klp_relocs(&bytes(&sample_module(&sample_entries()))).unwrap();
@@ -305,6 +305,8 @@ fn exports_rule_skips_weak_and_got_and_livepatch_symbols() {
     let ctx = ValidateContext {
         exports: Some(HashSet::from(["printk".to_string()])),
         symbol_counts: None,
+        crcs: None,
+        vermagic: None,
     };
     assert!(validate(&bytes(&o), &ctx).is_empty());
 }
@@ -324,4 +326,191 @@ fn every_problem_is_reported() {
     o.symbols[i].name = b".klp.sym.vmlinux.secret_var".to_vec();
     let p = check(&o);
     assert_eq!(p.len(), 3, "{p:?}");
+}
+
+// ---- CONFIG_MODVERSIONS: __versions against Module.symvers ----
+
+/// `struct modversion_info` entries as modpost writes them into `<module>.mod.c`.
+fn versions(entries: &[(&str, u64)]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for (name, crc) in entries {
+        v.extend_from_slice(&crc.to_le_bytes());
+        let mut n = name.as_bytes().to_vec();
+        n.resize(56, 0);
+        v.extend_from_slice(&n);
+    }
+    v
+}
+
+fn with_versions(data: Vec<u8>) -> Object {
+    let mut o = good();
+    o.push_section(section(
+        "__versions",
+        object::elf::SHT_PROGBITS.0,
+        ALLOC,
+        32,
+        SectionData::Bytes(data),
+    ));
+    o
+}
+
+fn modversions_kernel() -> ValidateContext {
+    ValidateContext {
+        crcs: Some(HashMap::from([
+            ("printk".to_string(), 0x8a7c_1b2d),
+            ("module_layout".to_string(), 0x0f3e_2d11),
+            ("unused_export".to_string(), 0x1234_5678),
+        ])),
+        ..ValidateContext::default()
+    }
+}
+
+#[test]
+fn versions_matching_the_kernel_pass() {
+    let o = with_versions(versions(&[
+        ("module_layout", 0x0f3e_2d11),
+        ("printk", 0x8a7c_1b2d),
+    ]));
+    assert!(validate(&bytes(&o), &modversions_kernel()).is_empty());
+    // A kernel without MODVERSIONS (no CRCs known, or all zero) checks nothing.
+    assert!(validate(&bytes(&good()), &ValidateContext::default()).is_empty());
+    let no_crcs = ValidateContext {
+        crcs: Some(HashMap::new()),
+        ..ValidateContext::default()
+    };
+    assert!(validate(&bytes(&good()), &no_crcs).is_empty());
+}
+
+#[test]
+fn versions_with_another_crc_are_refused_as_the_loader_would() {
+    let o = with_versions(versions(&[
+        ("module_layout", 0x0f3e_2d11),
+        ("printk", 0x8a7c_1b2e),
+    ]));
+    expect_one(
+        &validate(&bytes(&o), &modversions_kernel()),
+        "__versions",
+        "printk",
+        "disagrees about version of symbol",
+    );
+    // The loader compares the whole unsigned long: high bits set are a mismatch too.
+    let o = with_versions(versions(&[
+        ("module_layout", 0x0f3e_2d11),
+        ("printk", 0x1_8a7c_1b2d),
+    ]));
+    expect_one(
+        &validate(&bytes(&o), &modversions_kernel()),
+        "__versions",
+        "printk",
+        "disagrees about version of symbol",
+    );
+}
+
+#[test]
+fn versions_missing_an_entry_or_the_section() {
+    let o = with_versions(versions(&[("module_layout", 0x0f3e_2d11)]));
+    expect_one(
+        &validate(&bytes(&o), &modversions_kernel()),
+        "__versions",
+        "printk",
+        "no symbol version for",
+    );
+    let o = with_versions(versions(&[("printk", 0x8a7c_1b2d)]));
+    expect_one(
+        &validate(&bytes(&o), &modversions_kernel()),
+        "__versions",
+        "module_layout",
+        "no symbol version for",
+    );
+    expect_one(
+        &validate(&bytes(&good()), &modversions_kernel()),
+        "__versions",
+        "",
+        "CONFIG_MODVERSIONS",
+    );
+}
+
+#[test]
+fn malformed_versions_are_reported_not_trusted() {
+    let mut data = versions(&[("printk", 0x8a7c_1b2d)]);
+    data.pop();
+    expect_one(
+        &validate(&bytes(&with_versions(data)), &modversions_kernel()),
+        "__versions",
+        "",
+        "not a multiple of 64",
+    );
+    let mut data = versions(&[("printk", 0x8a7c_1b2d)]);
+    for b in &mut data[8..] {
+        *b = b'x';
+    }
+    expect_one(
+        &validate(&bytes(&with_versions(data)), &modversions_kernel()),
+        "__versions",
+        "",
+        "not NUL-terminated",
+    );
+}
+
+// ---- vermagic against the kernel's VERMAGIC_STRING (same_magic) ----
+
+fn with_modinfo(o: &mut Object, modinfo: &[u8]) {
+    let m = sec(o, ".modinfo");
+    o.sections[m].data = SectionData::Bytes(modinfo.to_vec());
+}
+
+fn kernel_magic(magic: &str) -> ValidateContext {
+    ValidateContext {
+        vermagic: Some(magic.to_string()),
+        ..ValidateContext::default()
+    }
+}
+
+#[test]
+fn vermagic_must_equal_the_kernels() {
+    const K: &str = "6.12.57 SMP mod_unload ";
+    let mut o = good();
+    with_modinfo(&mut o, b"livepatch=Y\0vermagic=6.12.57 SMP mod_unload \0");
+    assert!(validate(&bytes(&o), &kernel_magic(K)).is_empty());
+    // Another configuration (no SMP): refused, naming both strings.
+    with_modinfo(&mut o, b"livepatch=Y\0vermagic=6.12.57 mod_unload \0");
+    expect_one(
+        &validate(&bytes(&o), &kernel_magic(K)),
+        ".modinfo",
+        "",
+        "vermagic `6.12.57 mod_unload ` is not the kernel's `6.12.57 SMP mod_unload `",
+    );
+    // Without __versions the release counts too.
+    with_modinfo(&mut o, b"livepatch=Y\0vermagic=6.12.58 SMP mod_unload \0");
+    expect_one(
+        &validate(&bytes(&o), &kernel_magic(K)),
+        ".modinfo",
+        "",
+        "is not the kernel's",
+    );
+    with_modinfo(&mut o, b"livepatch=Y\0");
+    expect_one(
+        &validate(&bytes(&o), &kernel_magic(K)),
+        ".modinfo",
+        "",
+        "no vermagic",
+    );
+}
+
+#[test]
+fn vermagic_with_versions_ignores_the_release_like_the_kernel() {
+    const K: &str = "6.12.57 SMP mod_unload modversions ";
+    let mut o = with_versions(versions(&[("printk", 1)]));
+    with_modinfo(
+        &mut o,
+        b"livepatch=Y\0vermagic=6.12.58 SMP mod_unload modversions \0",
+    );
+    assert!(validate(&bytes(&o), &kernel_magic(K)).is_empty());
+    with_modinfo(&mut o, b"livepatch=Y\0vermagic=6.12.57 SMP mod_unload \0");
+    expect_one(
+        &validate(&bytes(&o), &kernel_magic(K)),
+        ".modinfo",
+        "",
+        "is not the kernel's",
+    );
 }
