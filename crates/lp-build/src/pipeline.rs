@@ -189,6 +189,8 @@ fn make_in_group(
             for l in &shown {
                 eprintln!("  | {l}");
             }
+            // The log must outlive the run: the temporary directory holding it is kept.
+            KEEP_TMP_FOR_LOG.store(true, std::sync::atomic::Ordering::Relaxed);
             Err(fail_hint(
                 Status::Build,
                 format!(
@@ -808,6 +810,9 @@ fn owner_name(o: &Owner) -> String {
     }
 }
 
+/// Set when a make failed: its log, named in the error's hint, lives in the temporary directory.
+static KEEP_TMP_FOR_LOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 struct TmpGuard {
     dir: Option<tempfile::TempDir>,
     keep: bool,
@@ -816,9 +821,15 @@ struct TmpGuard {
 impl Drop for TmpGuard {
     fn drop(&mut self) {
         if let Some(d) = self.dir.take() {
-            if self.keep {
+            let for_log = KEEP_TMP_FOR_LOG.load(std::sync::atomic::Ordering::Relaxed);
+            if self.keep || for_log {
                 let p = d.keep();
-                eprintln!("kept the temporary directory {}", p.display());
+                let why = if self.keep {
+                    ""
+                } else {
+                    " (it holds the failed build's log)"
+                };
+                eprintln!("kept the temporary directory {}{why}", p.display());
             }
         }
     }
@@ -1129,6 +1140,12 @@ fn build_module(
     let names: Vec<String> = patch_objects.iter().map(|(n, _)| n.clone()).collect();
     for (n, bytes) in patch_objects {
         fs::write(dir.join(n), bytes)?;
+        // With CONFIG_MODVERSIONS modpost reads the `#SYMVER` lines of every object's
+        // `.<object>.cmd` and fails when one is missing. A patch object exports nothing.
+        fs::write(
+            dir.join(format!(".{n}.cmd")),
+            "# Prebuilt by lp-build: a patch object exports no symbol (no #SYMVER line).\n",
+        )?;
     }
     fs::write(dir.join("Kbuild"), lp_emit::kbuild_file(spec, &names))?;
     let mut cmd = Command::new("make");

@@ -2,13 +2,13 @@
 orig=$(cat /proc/version)
 log "before the livepatch: /proc/version = '$orig'"
 
-# The copy with a wrong CRC for seq_puts: the kernel's check_version() must refuse it.
+# The copy with a wrong CRC for seq_printf: the kernel's check_version() must refuse it.
 if out=$(insmod /lp/livepatch-modversions-badcrc.ko 2>&1); then
-	fail "the kernel loaded a module whose seq_puts CRC does not match"
+	fail "the kernel loaded a module whose seq_printf CRC does not match"
 fi
 log "insmod of the bad-CRC copy failed as it should: $out"
-dmesg | grep -q "livepatch_modversions: disagrees about version of symbol seq_puts" ||
-	fail "no 'disagrees about version of symbol seq_puts' in the kernel log"
+dmesg | grep -q "livepatch_modversions: disagrees about version of symbol seq_printf" ||
+	fail "no 'disagrees about version of symbol seq_printf' in the kernel log"
 [ ! -d /sys/kernel/livepatch/livepatch_modversions ] || fail "the bad-CRC module left a livepatch"
 
 # The copy whose vermagic says "smp": refused by check_modinfo() (same_magic).

@@ -1,10 +1,10 @@
 # Host side of the modversions case (see case.conf): checks __versions of the built module
-# against the kernel's Module.symvers, makes a copy whose seq_puts CRC is wrong and one whose
+# against the kernel's Module.symvers, makes a copy whose seq_printf CRC is wrong and one whose
 # vermagic is not the kernel's, and checks that lp-build check refuses both.
 set -eu
 ko="$LP_OUT/livepatch-modversions.ko"
 symvers="$LP_KERNEL_BUILD/Module.symvers"
-sym=seq_puts
+sym=seq_printf
 
 want=$(awk -F'\t' -v s="$sym" '$2 == s { print $1 }' "$symvers")
 case "$want" in
