@@ -107,6 +107,17 @@ fn failing_build_leaves_everything_as_found() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("error:"), "{}", text(&o));
     assert!(err.contains("does the patch compile?"), "{}", text(&o));
+    // The compiler's full output stays readable: the temporary directory holding the log is
+    // kept and named.
+    let kept = err
+        .lines()
+        .find_map(|l| l.strip_prefix("kept the temporary directory "))
+        .and_then(|l| l.strip_suffix(" (it holds the failed build's log)"))
+        .unwrap_or_else(|| panic!("temporary directory not kept: {}", text(&o)));
+    let log = std::path::Path::new(kept).join("build.log");
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log_text.contains("error"), "{}: {log_text}", log.display());
+    std::fs::remove_dir_all(kept).unwrap();
     f.assert_as_found(&before, "after a failing build");
 }
 
