@@ -188,7 +188,11 @@ impl Vm {
         ];
         append.extend(self.append.iter().cloned());
         let mut cmd = Command::new("qemu-system-x86_64");
-        cmd.args(["-accel", "tcg", "-cpu", "max", "-m", &self.memory])
+        // Single-threaded TCG: the vCPUs take turns at translation-block boundaries. With
+        // multi-threaded TCG, a vCPU could still execute a stale block holding the int3 of a
+        // finished text_poke_bp() (the livepatch core rewrites cond_resched() call sites during
+        // a transition) and die with "Oops: int3" (seen twice in ~100 boots, qemu 7.2).
+        cmd.args(["-accel", "tcg,thread=single", "-cpu", "max", "-m", &self.memory])
             // One socket per CPU: SeaBIOS lists only the first CPU of a package in the MP
             // table, and the test kernel has no ACPI to find the others.
             .args([
