@@ -32,6 +32,9 @@ pub fn error_lines(lines: &[String]) -> Vec<String> {
                 || l.contains("*** ")
                 || l.contains("undefined reference")
                 || l.contains("fatal:")
+                // modpost: `ERROR: modpost: "x" [m.ko] undefined!`, a missing `.o.cmd`.
+                || l.contains("ERROR:")
+                || l.contains("No such file or directory")
         })
         .take(20)
         .cloned()
@@ -207,4 +210,28 @@ pub fn output(cmd: &mut Command) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_lines;
+
+    #[test]
+    fn error_lines_of_compiler_make_and_modpost() {
+        let lines: Vec<String> = [
+            "  CC [M]  /tmp/m/core.o",
+            "/tmp/m/core.c:3:1: error: expected ';' before '}' token",
+            "  MODPOST /tmp/m/Module.symvers",
+            "ERROR: modpost: \"secret\" [/tmp/m/livepatch-x.ko] undefined!",
+            "/tmp/m/.lp-patch-fs_proc_version.o.cmd: No such file or directory",
+            "make[3]: *** [scripts/Makefile.modpost:145: /tmp/m/Module.symvers] Error 1",
+            "  LD [M]  /tmp/m/livepatch-x.ko",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let e = error_lines(&lines);
+        assert_eq!(e.len(), 4, "{e:#?}");
+        assert!(e.iter().all(|l| !l.starts_with("  ")), "{e:#?}");
+    }
 }
