@@ -192,25 +192,32 @@ impl Vm {
         // multi-threaded TCG, a vCPU could still execute a stale block holding the int3 of a
         // finished text_poke_bp() (the livepatch core rewrites cond_resched() call sites during
         // a transition) and die with "Oops: int3" (seen twice in ~100 boots, qemu 7.2).
-        cmd.args(["-accel", "tcg,thread=single", "-cpu", "max", "-m", &self.memory])
-            // One socket per CPU: SeaBIOS lists only the first CPU of a package in the MP
-            // table, and the test kernel has no ACPI to find the others.
-            .args([
-                "-smp",
-                &format!("{0},sockets={0},cores=1,threads=1", self.cpus),
-            ])
-            .args(["-nographic", "-no-reboot", "-kernel"])
-            .arg(&self.bzimage)
-            .arg("-initrd")
-            .arg(&initramfs)
-            .arg("-append")
-            .arg(append.join(" "))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(
-                fs::File::create(&err_path)
-                    .with_context(|| format!("cannot create {}", err_path.display()))?,
-            );
+        cmd.args([
+            "-accel",
+            "tcg,thread=single",
+            "-cpu",
+            "max",
+            "-m",
+            &self.memory,
+        ])
+        // One socket per CPU: SeaBIOS lists only the first CPU of a package in the MP
+        // table, and the test kernel has no ACPI to find the others.
+        .args([
+            "-smp",
+            &format!("{0},sockets={0},cores=1,threads=1", self.cpus),
+        ])
+        .args(["-nographic", "-no-reboot", "-kernel"])
+        .arg(&self.bzimage)
+        .arg("-initrd")
+        .arg(&initramfs)
+        .arg("-append")
+        .arg(append.join(" "))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(
+            fs::File::create(&err_path)
+                .with_context(|| format!("cannot create {}", err_path.display()))?,
+        );
         eprintln!("+ {cmd:?}");
         let start = Instant::now();
         let mut child = cmd

@@ -83,6 +83,16 @@ pub struct BuildArgs {
     /// The patch's version number (module identity for lpctl).
     #[arg(long = "patch-version", value_name = "N", default_value_t = 1)]
     pub patch_version: u32,
+    /// Sign the module with this private key (PEM) [default, for a kernel with
+    /// CONFIG_MODULE_SIG: the build's own CONFIG_MODULE_SIG_KEY, when it is there].
+    #[arg(long = "sign-key", value_name = "KEY.pem")]
+    pub sign_key: Option<PathBuf>,
+    /// The X.509 certificate of --sign-key [default: the key file, which then holds both].
+    #[arg(long = "sign-cert", value_name = "CERT", requires = "sign_key")]
+    pub sign_cert: Option<PathBuf>,
+    /// Leave the module unsigned, also for a kernel that checks signatures.
+    #[arg(long = "no-sign", conflicts_with = "sign_key")]
+    pub no_sign: bool,
     /// Keep the temporary directory (objects, generated module sources, logs) and print its
     /// path.
     #[arg(long = "keep-tmp")]
@@ -230,6 +240,19 @@ mod tests {
         assert!(b.non_replace && b.cumulative && b.keep_tmp && b.debug && b.json);
         assert_eq!(b.patch_version, 3);
 
+        let c = parse(&[
+            "--patch",
+            "a.diff",
+            "--sign-key",
+            "k.pem",
+            "--sign-cert",
+            "c.x509",
+        ])
+        .unwrap();
+        assert_eq!(c.build.sign_key, Some(PathBuf::from("k.pem")));
+        assert_eq!(c.build.sign_cert, Some(PathBuf::from("c.x509")));
+        assert!(parse(&["--patch", "a.diff", "--sign-cert", "c.x509"]).is_err());
+        assert!(parse(&["--patch", "a.diff", "--sign-key", "k", "--no-sign"]).is_err());
         let c = parse(&["--patch", "a.diff", "--no-replace"]).unwrap();
         assert!(c.build.non_replace);
         let c = parse(&["--patch", "a.diff"]).unwrap();

@@ -29,6 +29,7 @@ pub mod patchfile;
 pub mod pipeline;
 pub mod probe;
 pub mod runner;
+pub mod sign;
 pub mod signals;
 pub mod tree;
 pub mod ui;

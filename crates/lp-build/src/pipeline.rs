@@ -108,6 +108,8 @@ pub struct Report {
     pub entry_sizes: BTreeMap<String, u64>,
     /// Seconds per phase.
     pub phases: PhaseTimes,
+    /// The key the module was signed with (`None`: unsigned).
+    pub signed_with: Option<PathBuf>,
 }
 
 /// Everything phase 1 establishes.
@@ -124,6 +126,8 @@ struct Checked {
     config_text: String,
     cc_line: String,
     objtool_on_module: bool,
+    /// How the module is signed.
+    sign: crate::sign::Plan,
     module: String,
     output_dir: PathBuf,
 }
@@ -379,8 +383,25 @@ fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
     };
     check_output_dir(&output_dir)?;
     let objtool_on_module = tree::objtool_on_module(&src.path, &config);
+    // Before any build: a kernel that refuses unsigned modules and no key fails here.
+    let sign = crate::sign::plan(
+        &config,
+        &user_build.dir,
+        &crate::sign::Request {
+            key: args.sign_key.as_deref(),
+            cert: args.sign_cert.as_deref(),
+            no_sign: args.no_sign,
+        },
+    )?;
+    if let crate::sign::Plan::Unsigned(why) = &sign {
+        ui.warn(&format!(
+            "the module will not be signed ({why}): loading it taints the kernel (E); pass \
+             --sign-key/--sign-cert to sign it"
+        ));
+    }
     Ok(Checked {
         objtool_on_module,
+        sign,
         src,
         tc,
         _lock: lock,
@@ -683,6 +704,10 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
         objects: object_reports,
         entry_sizes: entry_sizes.clone(),
         phases: times.clone(),
+        signed_with: match &c.sign {
+            crate::sign::Plan::Sign(s) => Some(s.key.clone()),
+            _ => None,
+        },
     };
     let refused: Vec<&(Pair, String, lp_diff::DiffResult)> = diffs
         .iter()
@@ -1195,6 +1220,21 @@ fn build_module(
             "this is a bug in lp-build: rerun with --keep-tmp and report it",
         ));
     }
+    // The signature covers the final bytes: it comes after the conversion and the validation.
+    let converted = match &c.sign {
+        crate::sign::Plan::Sign(signer) => {
+            let signed = dir.join(format!("{}.signed.ko", spec.name));
+            fs::write(&signed, &converted)?;
+            crate::sign::sign(signer, &signed)?;
+            ui.info(&format!(
+                "signed the module ({}, key {})",
+                signer.hash,
+                signer.key.display()
+            ));
+            fs::read(&signed).with_context(|| format!("reading {}", signed.display()))?
+        }
+        _ => converted,
+    };
     let out = c.output_dir.join(format!("{}.ko", spec.name));
     write_output(&out, &converted)?;
     if ui.debug {
