@@ -12,7 +12,8 @@
 //! A case may also hold `host.sh`: run on the host (`sh host.sh`, in the case folder) after the
 //! modules are built and before the VM boots, with `LP_OUT` (the case's artifacts folder, where
 //! the modules are), `LP_GUEST` (a folder whose files are copied to the guest's `/lp/`),
-//! `LP_KERNEL_BUILD` (the test kernel's `O=` directory) and `LP_BUILD` (the lp-build binary).
+//! `LP_KERNEL_BUILD` (the test kernel's `O=` directory), `LP_KERNEL_SRC` (its source tree) and
+//! `LP_BUILD` (the lp-build binary).
 //! It fails the case by exiting non-zero.
 
 use crate::kernel::{self, KernelOptions, TestKernel};
@@ -163,12 +164,7 @@ fn build_one(
     if let Some(opts) = b.conf.get("options") {
         cmd.args(opts.split_whitespace());
     }
-    cmd.env(
-        "LP_BUILD_CACHE",
-        std::env::var_os("LP_BUILD_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| crate::root().join("target/lp-build-cache")),
-    );
+    cmd.env("LP_BUILD_CACHE", lp_build_cache());
     let shown = format!("{cmd:?}");
     // Another lp-build on the same tree (a parallel e2e) holds the lock: wait for it.
     let mut waited = Duration::ZERO;
@@ -216,6 +212,13 @@ fn build_one(
         bail!("lp-build succeeded but {} is missing", ko.display());
     }
     Ok(Some(ko))
+}
+
+/// lp-build's cache for the e2e runs: `LP_BUILD_CACHE`, else `target/lp-build-cache`.
+fn lp_build_cache() -> PathBuf {
+    std::env::var_os("LP_BUILD_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::root().join("target/lp-build-cache"))
 }
 
 fn tail(s: &str, n: usize) -> String {
@@ -288,7 +291,9 @@ fn run_case(
             .env("LP_OUT", &out)
             .env("LP_GUEST", &guest)
             .env("LP_KERNEL_BUILD", &kernel.build)
+            .env("LP_KERNEL_SRC", &kernel.src)
             .env("LP_BUILD", lp_build)
+            .env("LP_BUILD_CACHE", lp_build_cache())
             .output()
             .with_context(|| format!("cannot run {}", host.display()))?;
         let text = format!(
@@ -350,8 +355,9 @@ pub fn task(rest: &[String]) -> Result<()> {
         match a.as_str() {
             "--kernel" => opts.version = kernel::value(&mut it, "--kernel")?,
             "--source" => opts.source = Some(PathBuf::from(kernel::value(&mut it, "--source")?)),
+            "--variant" => opts.variant = Some(kernel::value(&mut it, "--variant")?),
             "--case" => cases.push(kernel::absolute(Path::new(&kernel::value(&mut it, "--case")?))?),
-            other => bail!("unknown argument `{other}` (usage: cargo xtask e2e [--kernel 6.12|6.1 | --source DIR] [--case DIR ...])"),
+            other => bail!("unknown argument `{other}` (usage: cargo xtask e2e [--kernel 6.12|6.1 | --source DIR] [--variant NAME] [--case DIR ...])"),
         }
     }
     if cases.is_empty() {
@@ -379,7 +385,12 @@ pub fn task(rest: &[String]) -> Result<()> {
             .unwrap_or_else(|| format!("{version}-source")),
         None => version.clone(),
     };
+    let label = match &opts.variant {
+        Some(v) => format!("{label}-{v}"),
+        None => label,
+    };
     let artifacts = crate::root().join("artifacts").join(label);
+    let config = kernel::read_config(&kernel.build.join(".config"))?;
     std::fs::create_dir_all(&artifacts)?;
     let mut failed = 0;
     let mut skipped = 0;
@@ -391,6 +402,24 @@ pub fn task(rest: &[String]) -> Result<()> {
         if let Some(k) = read_conf(case).ok().and_then(|c| c.get("kernels").cloned()) {
             if !k.split_whitespace().any(|v| v == version) {
                 println!("SKIP {version} {name} (case.conf: kernels = {k})");
+                skipped += 1;
+                continue;
+            }
+        }
+        // `requires = CONFIG_X ...`: cases for a configuration variant (e.g. signatures).
+        if let Some(r) = read_conf(case).ok().and_then(|c| c.get("requires").cloned()) {
+            let missing: Vec<&str> = r
+                .split_whitespace()
+                .filter(|o| {
+                    let name = o.trim_start_matches("CONFIG_");
+                    config.get(name).map(String::as_str) != Some("y")
+                })
+                .collect();
+            if !missing.is_empty() {
+                println!(
+                    "SKIP {version} {name} (needs {}: see its case.conf)",
+                    missing.join(" ")
+                );
                 skipped += 1;
                 continue;
             }

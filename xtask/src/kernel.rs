@@ -37,6 +37,8 @@ const HOST_PACKAGES: &[(&str, &str)] = &[
     ("xz-utils", "/usr/bin/xz"),
     ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
     ("busybox-static", "/bin/busybox"),
+    // certs/Makefile generates the module signing key of a MODULE_SIG variant with it.
+    ("openssl", "/usr/bin/openssl"),
 ];
 
 /// What `cargo xtask kernel` was asked for.
@@ -48,6 +50,9 @@ pub struct KernelOptions {
     pub source: Option<PathBuf>,
     /// Parallel make jobs; `None` means the number of CPUs.
     pub jobs: Option<usize>,
+    /// A configuration variant: `test-kernels/configs/variants/<name>.config` applied after
+    /// the other fragments, built in its own `build-<name>` directory.
+    pub variant: Option<String>,
 }
 
 impl KernelOptions {
@@ -56,6 +61,7 @@ impl KernelOptions {
             version: version.to_string(),
             source: None,
             jobs: None,
+            variant: None,
         }
     }
 }
@@ -129,13 +135,14 @@ pub fn task(rest: &[String]) -> Result<()> {
         match arg.as_str() {
             "--kernel" => opts.version = value(&mut args, "--kernel")?,
             "--source" => opts.source = Some(PathBuf::from(value(&mut args, "--source")?)),
+            "--variant" => opts.variant = Some(value(&mut args, "--variant")?),
             "-j" | "--jobs" => {
                 let n = value(&mut args, "-j")?;
                 opts.jobs = Some(n.parse().with_context(|| format!("-j {n}: not a number"))?);
             }
             other => bail!(
                 "kernel: unknown argument `{other}`\n\
-                 usage: cargo xtask kernel [--kernel 6.12|6.1] [--source DIR] [-j N]"
+                 usage: cargo xtask kernel [--kernel 6.12|6.1] [--source DIR] [--variant NAME] [-j N]"
             ),
         }
     }
@@ -199,10 +206,13 @@ pub fn ensure(opts: &KernelOptions) -> Result<TestKernel> {
     };
     // `6.12` for the fragments and the API, whatever the tree's sublevel.
     let version = release.split('.').take(2).collect::<Vec<_>>().join(".");
-    let build = base.join("build");
+    let build = match &opts.variant {
+        Some(v) => base.join(format!("build-{v}")),
+        None => base.join("build"),
+    };
     fs::create_dir_all(&build).with_context(|| format!("cannot create {}", build.display()))?;
 
-    let fragments = fragments(&release)?;
+    let fragments = fragments(&release, opts.variant.as_deref())?;
     let hash = fragments_hash(&fragments)?;
     let config_stamp = build.join(".lp-config-hash");
     let built_stamp = build.join(".lp-built-hash");
@@ -397,7 +407,7 @@ fn kernel_release(src: &Path) -> Result<String> {
 
 /// The configuration fragments for a tree of release `release`: the common one and the
 /// `livepatch-<major>.<minor>.config` one when it exists.
-pub fn fragments(release: &str) -> Result<Vec<PathBuf>> {
+pub fn fragments(release: &str, variant: Option<&str>) -> Result<Vec<PathBuf>> {
     let dir = crate::root().join("test-kernels").join("configs");
     let common = dir.join("livepatch.config");
     if !common.is_file() {
@@ -411,6 +421,17 @@ pub fn fragments(release: &str) -> Result<Vec<PathBuf>> {
     let specific = dir.join(format!("livepatch-{}.config", short.join(".")));
     if specific.is_file() {
         out.push(specific);
+    }
+    if let Some(v) = variant {
+        let f = dir.join("variants").join(format!("{v}.config"));
+        if !f.is_file() {
+            bail!(
+                "unknown variant `{v}`: no {} (the variants are the files of {})",
+                f.display(),
+                dir.join("variants").display()
+            );
+        }
+        out.push(f);
     }
     Ok(out)
 }
@@ -466,7 +487,8 @@ fn parse_config(text: &str) -> BTreeMap<String, String> {
     map
 }
 
-fn read_config(path: &Path) -> Result<BTreeMap<String, String>> {
+/// The `CONFIG_` options of a `.config` or fragment (without the prefix) and their values.
+pub fn read_config(path: &Path) -> Result<BTreeMap<String, String>> {
     let text =
         fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(parse_config(&text))
@@ -478,15 +500,18 @@ fn check_config(config: &Path, fragments: &[PathBuf]) -> Result<()> {
     let have = read_config(config)?;
     let get = |name: &str| have.get(name).map(String::as_str).unwrap_or("n");
     let mut problems = Vec::new();
+    // A later fragment (a variant) overrides an earlier one, as merge_config.sh does.
+    let mut wanted: BTreeMap<String, (String, String)> = BTreeMap::new();
     for f in fragments {
+        let file = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
         for (name, want) in read_config(f)? {
-            let got = get(&name);
-            if got != want {
-                problems.push(format!(
-                    "CONFIG_{name}: wanted {want}, got {got} ({})",
-                    f.file_name().unwrap_or_default().to_string_lossy()
-                ));
-            }
+            wanted.insert(name, (want, file.clone()));
+        }
+    }
+    for (name, (want, file)) in &wanted {
+        let got = get(name);
+        if got != want {
+            problems.push(format!("CONFIG_{name}: wanted {want}, got {got} ({file})"));
         }
     }
     // What livepatch needs, whatever the fragments say.
@@ -513,10 +538,12 @@ fn check_config(config: &Path, fragments: &[PathBuf]) -> Result<()> {
     }
     for name in [
         "TRIM_UNUSED_KSYMS",
+        // The VM loads the build's own (unsigned) modules; a variant may still ask for it.
         "MODULE_SIG_FORCE",
         "LD_DEAD_CODE_DATA_ELIMINATION",
     ] {
-        if get(name) == "y" {
+        let asked = wanted.get(name).is_some_and(|(w, _)| w == "y");
+        if get(name) == "y" && !asked {
             problems.push(format!("CONFIG_{name}: must be off, got y"));
         }
     }
