@@ -17,9 +17,9 @@ expect_eq "$(rd /proc/cmdline)" "$cmdline lp_shadow" "/proc/cmdline (1st read)"
 expect_eq "$(rd /proc/cmdline)" "$cmdline lp_shadow" "/proc/cmdline (2nd read)"
 expect_eq "$(rd /proc/version)" "$version
 lp_shadow reads=2" "/proc/version after two /proc/cmdline reads"
-expect_contains "$(rd /proc/loadavg)" "lp_shadow freed" "/proc/loadavg"
+expect_contains "$(rd /proc/uptime)" "lp_shadow freed" "/proc/uptime"
 expect_eq "$(rd /proc/version)" "$version
-lp_shadow none" "/proc/version after /proc/loadavg freed the shadow variable"
+lp_shadow none" "/proc/version after /proc/uptime freed the shadow variable"
 expect_eq "$(rd /proc/cmdline)" "$cmdline lp_shadow" "/proc/cmdline (3rd read)"
 kmsg_disable $P
 expect_eq "$(cat /proc/version)" "$version" "/proc/version after disabling"
