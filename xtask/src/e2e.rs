@@ -407,7 +407,10 @@ pub fn task(rest: &[String]) -> Result<()> {
             }
         }
         // `requires = CONFIG_X ...`: cases for a configuration variant (e.g. signatures).
-        if let Some(r) = read_conf(case).ok().and_then(|c| c.get("requires").cloned()) {
+        if let Some(r) = read_conf(case)
+            .ok()
+            .and_then(|c| c.get("requires").cloned())
+        {
             let missing: Vec<&str> = r
                 .split_whitespace()
                 .filter(|o| {

@@ -503,7 +503,11 @@ fn check_config(config: &Path, fragments: &[PathBuf]) -> Result<()> {
     // A later fragment (a variant) overrides an earlier one, as merge_config.sh does.
     let mut wanted: BTreeMap<String, (String, String)> = BTreeMap::new();
     for f in fragments {
-        let file = f.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let file = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         for (name, want) in read_config(f)? {
             wanted.insert(name, (want, file.clone()));
         }

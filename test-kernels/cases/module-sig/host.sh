@@ -29,6 +29,12 @@ cp "$unsigned" "$other"
 "$LP_KERNEL_BUILD/scripts/sign-file" sha512 "$tmp/other.pem" "$tmp/other.pem" "$other"
 [ "$(tail -c 28 "$other")" = "$marker" ] || { echo "sign-file did not sign $other"; exit 1; }
 
+# The reference: the build's own binfmt_misc.ko signed by kbuild's tool with the build's key,
+# exactly as `make modules_install` signs it.
+cp "$LP_KERNEL_BUILD/fs/binfmt_misc.ko" "$LP_GUEST/binfmt_misc-kbuild-signed.ko"
+"$LP_KERNEL_BUILD/scripts/sign-file" sha512 "$LP_KERNEL_BUILD/certs/signing_key.pem" \
+	"$LP_KERNEL_BUILD/certs/signing_key.x509" "$LP_GUEST/binfmt_misc-kbuild-signed.ko"
+
 # --no-sign for a kernel that refuses unsigned modules: refused before any build (status 5).
 status=0
 out=$("$LP_BUILD" --patch cmdline.patch -s "$LP_KERNEL_SRC" -v "$LP_KERNEL_BUILD/vmlinux" \
