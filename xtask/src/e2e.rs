@@ -513,6 +513,15 @@ pub fn demo(rest: &[String]) -> Result<()> {
 /// recompile the touched file (and, lower still, the bare compiler command) plus building a
 /// trivial module against the running kernel's build. Run it on an idle machine: it takes
 /// lp-build's lock for nothing and measures wall time.
+/// The inputs of lp-build's module directory: Kbuild, the generated core source, the patch
+/// objects and their `.cmd` files (everything else is kbuild's output).
+fn is_module_input(name: &str) -> bool {
+    name == "Kbuild"
+        || name.ends_with("-core.c")
+        || name.starts_with("lp-patch-")
+        || name.starts_with(".lp-patch-")
+}
+
 pub fn bench_warm(version: &str) -> Result<()> {
     let kernel = kernel::ensure(&KernelOptions::new(version))?;
     let lp_build = lp_build_binary()?;
@@ -521,21 +530,11 @@ pub fn bench_warm(version: &str) -> Result<()> {
     let _ = std::fs::remove_dir_all(&out);
     let b = &builds_of(&case, version)?[0];
     let mut log = String::new();
-    // One run to make sure the cache is complete, then the measured runs.
+    // One run to make sure the cache is complete.
     build_one(&lp_build, &kernel, b, &out, &mut log)?;
-    let mut runs = Vec::new();
-    for _ in 0..5 {
-        let t = Instant::now();
-        build_one(&lp_build, &kernel, b, &out, &mut log)?;
-        runs.push(t.elapsed());
-    }
-    runs.sort();
-    let median = runs[runs.len() / 2];
 
-    // The floor, part 1: the compile of fs/proc/cmdline.c with the cache build's own command.
-    let cache = std::env::var_os("LP_BUILD_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::root().join("target/lp-build-cache"));
+    // Floor 1: the compile of fs/proc/cmdline.c with the cache build's own command.
+    let cache = lp_build_cache();
     let cmd_file = find_file(&cache, "fs/proc/.cmdline.o.cmd")
         .context("lp-build's cache build has no fs/proc/.cmdline.o.cmd")?;
     let build_dir = cmd_file
@@ -557,8 +556,61 @@ pub fn bench_warm(version: &str) -> Result<()> {
         .next()
         .unwrap_or("")
         .replace("-c -o fs/proc/cmdline.o", "-c -o /tmp/lp-bench-cmdline.o");
-    let mut compile_times = Vec::new();
-    for _ in 0..3 {
+    // Floor 2: the same through make, as lp-build runs it (kbuild's single-target build with
+    // lp-build's CC and KCFLAGS in its cache build): touch the source, make, restore the mtime.
+    let wrapper = build_dir
+        .ancestors()
+        .nth(2)
+        .context("cache layout")?
+        .join("bin/lp-build");
+    let source = kernel.src.join("fs/proc/cmdline.c");
+    let mtime = std::fs::metadata(&source)?.modified()?;
+    // Floor 3: a trivial module built against the running kernel's build.
+    let m = out.join("floor-module");
+    std::fs::create_dir_all(&m)?;
+    std::fs::write(
+        m.join("floor.c"),
+        "#include <linux/module.h>\nstatic int __init f_init(void) { return 0; }\n\
+         module_init(f_init);\nMODULE_LICENSE(\"GPL\");\n",
+    )?;
+    std::fs::write(m.join("Kbuild"), "obj-m := floor.o\n")?;
+    // Floor 4: this patch's own livepatch module (the sources lp-build generates), built from
+    // clean by kbuild: the make work lp-build cannot avoid.
+    let mut kept = b.conf.clone();
+    let opts = kept.get("options").cloned().unwrap_or_default();
+    kept.insert("options".into(), format!("{opts} --keep-tmp"));
+    let keep_build = Build {
+        dir: b.dir.clone(),
+        name: b.name.clone(),
+        conf: kept,
+        patches: b.patches.clone(),
+    };
+    let mut keep_log = String::new();
+    build_one(&lp_build, &kernel, &keep_build, &out, &mut keep_log)?;
+    let tmp = keep_log
+        .lines()
+        .find_map(|l| l.strip_prefix("kept the temporary directory "))
+        .map(PathBuf::from)
+        .context("lp-build --keep-tmp did not name its temporary directory")?;
+    let lp_module = out.join("livepatch-module");
+    std::fs::create_dir_all(&lp_module)?;
+    for e in std::fs::read_dir(tmp.join("module"))?.filter_map(|e| e.ok()) {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if is_module_input(&n) {
+            std::fs::copy(e.path(), lp_module.join(&n))?;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+
+    // Interleaved rounds, so that a slower or faster stretch of the machine hits every measure.
+    const ROUNDS: usize = 7;
+    let (mut runs, mut compiles, mut makes, mut trivial, mut own) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let t = Instant::now();
+        build_one(&lp_build, &kernel, b, &out, &mut log)?;
+        runs.push(t.elapsed());
+
         let t = Instant::now();
         let st = Command::new("sh")
             .arg("-c")
@@ -568,20 +620,8 @@ pub fn bench_warm(version: &str) -> Result<()> {
         if !st.success() {
             bail!("the floor compile failed: {compile}");
         }
-        compile_times.push(t.elapsed());
-    }
-    compile_times.sort();
-    // The same through make, as lp-build runs it (kbuild's single-target build with lp-build's
-    // CC and KCFLAGS in its cache build): touch the source, make the object, restore the mtime.
-    let wrapper = build_dir
-        .ancestors()
-        .nth(2)
-        .context("cache layout")?
-        .join("bin/lp-build");
-    let source = kernel.src.join("fs/proc/cmdline.c");
-    let mtime = std::fs::metadata(&source)?.modified()?;
-    let mut make_times = Vec::new();
-    for _ in 0..3 {
+        compiles.push(t.elapsed());
+
         std::fs::File::options()
             .write(true)
             .open(&source)?
@@ -597,7 +637,7 @@ pub fn bench_warm(version: &str) -> Result<()> {
             .arg("KCFLAGS=-ffunction-sections -fdata-sections")
             .arg("fs/proc/cmdline.o")
             .status();
-        make_times.push(t.elapsed());
+        makes.push(t.elapsed());
         std::fs::File::options()
             .write(true)
             .open(&source)?
@@ -605,47 +645,58 @@ pub fn bench_warm(version: &str) -> Result<()> {
         if !st?.success() {
             bail!("make of fs/proc/cmdline.o failed");
         }
-    }
-    make_times.sort();
-    // Part 2: a trivial module built against the running kernel's build.
-    let m = out.join("floor-module");
-    std::fs::create_dir_all(&m)?;
-    std::fs::write(
-        m.join("floor.c"),
-        "#include <linux/module.h>\nstatic int __init f_init(void) { return 0; }\n\
-         module_init(f_init);\nMODULE_LICENSE(\"GPL\");\n",
-    )?;
-    std::fs::write(m.join("Kbuild"), "obj-m := floor.o\n")?;
-    let mut module_times = Vec::new();
-    for _ in 0..3 {
+
         let _ = std::fs::remove_file(m.join("floor.o"));
         let t = Instant::now();
         kernel.build_external_module(&m)?;
-        module_times.push(t.elapsed());
+        trivial.push(t.elapsed());
+
+        for e in std::fs::read_dir(&lp_module)?.filter_map(|e| e.ok()) {
+            if !is_module_input(&e.file_name().to_string_lossy()) {
+                std::fs::remove_file(e.path())?;
+            }
+        }
+        let t = Instant::now();
+        kernel.build_external_module(&lp_module)?;
+        own.push(t.elapsed());
     }
-    module_times.sort();
-    let floor = compile_times[1] + module_times[1];
-    let make_floor = make_times[1] + module_times[1];
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (run, compile, make, trivial, own) = (
+        median(&mut runs),
+        median(&mut compiles),
+        median(&mut makes),
+        median(&mut trivial),
+        median(&mut own),
+    );
+    let ratio = |floor: Duration| run.as_secs_f64() / floor.as_secs_f64();
+    println!("medians of {ROUNDS} interleaved rounds:");
     println!(
-        "warm lp-build --patch (cmdline_proc_show), median of 5: {}",
-        kernel::secs(median)
+        "warm lp-build --patch (cmdline_proc_show): {}",
+        kernel::secs(run)
     );
     println!(
-        "floor: compile {} + module build {} = {}",
-        kernel::secs(compile_times[1]),
-        kernel::secs(module_times[1]),
-        kernel::secs(floor)
+        "floor of this patch: make of the object {} + kbuild build of its livepatch module {} = {} -> {:.2}x (target 1.2x)",
+        kernel::secs(make),
+        kernel::secs(own),
+        kernel::secs(make + own),
+        ratio(make + own)
     );
     println!(
-        "floor through make: make of the object {} + module build {} = {}",
-        kernel::secs(make_times[1]),
-        kernel::secs(module_times[1]),
-        kernel::secs(make_floor)
+        "floor with a trivial module: make of the object {} + module build {} = {} -> {:.2}x",
+        kernel::secs(make),
+        kernel::secs(trivial),
+        kernel::secs(make + trivial),
+        ratio(make + trivial)
     );
     println!(
-        "ratio: {:.2}x of the make floor (target 1.2x), {:.2}x of the bare compile floor",
-        median.as_secs_f64() / make_floor.as_secs_f64(),
-        median.as_secs_f64() / floor.as_secs_f64()
+        "bare compile floor: compile {} + trivial module build {} = {} -> {:.2}x",
+        kernel::secs(compile),
+        kernel::secs(trivial),
+        kernel::secs(compile + trivial),
+        ratio(compile + trivial)
     );
     Ok(())
 }

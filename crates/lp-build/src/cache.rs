@@ -191,9 +191,36 @@ impl CacheEntry {
     }
 }
 
-/// The first file under `src` (not in `.git`) modified after `since`, if any.
+/// A file under `src` (not in `.git`) modified after `since`, if any. The top-level directories
+/// are walked in parallel: this check runs on every warm run, over the whole kernel tree.
 pub fn changed_since(src: &Path, since: SystemTime) -> Option<PathBuf> {
-    let mut stack = vec![src.to_path_buf()];
+    use rayon::prelude::*;
+    let Ok(rd) = fs::read_dir(src) else {
+        return None;
+    };
+    let mut dirs = Vec::new();
+    for e in rd.flatten() {
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            if e.file_name() != ".git" {
+                dirs.push(e.path());
+            }
+        } else if ft.is_file() && modified_after(&e, since) {
+            return Some(e.path());
+        }
+    }
+    dirs.par_iter().find_map_any(|d| changed_in(d, since))
+}
+
+fn modified_after(e: &fs::DirEntry, since: SystemTime) -> bool {
+    e.metadata()
+        .and_then(|m| m.modified())
+        .is_ok_and(|m| m > since)
+}
+
+/// [`changed_since`] for one directory, walked sequentially.
+fn changed_in(dir: &Path, since: SystemTime) -> Option<PathBuf> {
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(rd) = fs::read_dir(&dir) else { continue };
         for e in rd.flatten() {
@@ -202,12 +229,8 @@ pub fn changed_since(src: &Path, since: SystemTime) -> Option<PathBuf> {
                 if e.file_name() != ".git" {
                     stack.push(e.path());
                 }
-            } else if ft.is_file() {
-                if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
-                    if m > since {
-                        return Some(e.path());
-                    }
-                }
+            } else if ft.is_file() && modified_after(&e, since) {
+                return Some(e.path());
             }
         }
     }
@@ -362,5 +385,34 @@ mod tests {
         assert_eq!(changed_since(t.path(), future), None);
         let past = SystemTime::UNIX_EPOCH;
         assert_eq!(changed_since(t.path(), past), Some(t.path().join("a/x.c")));
+        // Deep in one of several top-level directories, at the top, never in .git.
+        let t = tempfile::tempdir().unwrap();
+        for d in ["arch/x86/kernel", "fs/proc", "kernel", ".git/objects"] {
+            fs::create_dir_all(t.path().join(d)).unwrap();
+        }
+        fs::write(t.path().join(".git/objects/new"), "x").unwrap();
+        fs::write(t.path().join("a.c"), "x").unwrap();
+        fs::write(t.path().join("fs/proc/cmdline.c"), "x").unwrap();
+        let old = SystemTime::now() - std::time::Duration::from_secs(3600);
+        let set = |p: &str, when: SystemTime| {
+            fs::File::options()
+                .write(true)
+                .open(t.path().join(p))
+                .unwrap()
+                .set_modified(when)
+                .unwrap()
+        };
+        set("a.c", old);
+        set("fs/proc/cmdline.c", old);
+        let since = SystemTime::now() - std::time::Duration::from_secs(60);
+        assert_eq!(changed_since(t.path(), since), None, ".git does not count");
+        set("fs/proc/cmdline.c", SystemTime::now());
+        assert_eq!(
+            changed_since(t.path(), since),
+            Some(t.path().join("fs/proc/cmdline.c"))
+        );
+        set("fs/proc/cmdline.c", old);
+        set("a.c", SystemTime::now());
+        assert_eq!(changed_since(t.path(), since), Some(t.path().join("a.c")));
     }
 }
