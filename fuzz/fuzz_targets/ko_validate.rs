@@ -17,6 +17,12 @@ fuzz_target!(|data: &[u8]| {
                 ("secret_var".to_string(), 3),
             ]),
         )])),
+        // A MODVERSIONS kernel: __versions and vermagic are parsed and compared too.
+        crcs: Some(HashMap::from([
+            ("printk".to_string(), 0x8a7c_1b2d),
+            ("module_layout".to_string(), 0x0f3e_2d11),
+        ])),
+        vermagic: Some("6.12.57 SMP mod_unload modversions ".to_string()),
     };
     let _ = validate(data, &ctx);
     let _ = validate(data, &ValidateContext::default());
