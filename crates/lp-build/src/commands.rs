@@ -26,6 +26,18 @@ pub fn read_input(path: &Path, what: &str) -> Result<Vec<u8>> {
     })
 }
 
+/// Reads and parses a `Module.symvers`.
+fn read_symvers(path: &Path) -> Result<Vec<crate::kbuild::Export>> {
+    let text = fs::read_to_string(path).map_err(|e| {
+        fail_hint(
+            Status::Input,
+            format!("Module.symvers {}: {e}", path.display()),
+            "pass the Module.symvers of the kernel's build directory",
+        )
+    })?;
+    Ok(parse_symvers(&text))
+}
+
 /// Reads the symbol table of a parent (vmlinux or a .ko).
 pub fn read_parent(path: &Path, is_vmlinux: bool) -> Result<lp_diff::Parent> {
     let bytes = read_input(path, "parent")?;
@@ -116,7 +128,7 @@ pub fn diff(args: &DiffArgs) -> Result<Status> {
         None => None,
     };
     let exports = match &args.symvers {
-        Some(s) => Some(vmlinux_exports(s).map_err(|e| fail(Status::Input, format!("{e:#}")))?),
+        Some(s) => Some(vmlinux_exports(&read_symvers(s)?)),
         None => None,
     };
     let source_name = args.patched.to_string_lossy().into_owned();
@@ -214,13 +226,7 @@ pub fn check(args: &CheckArgs) -> Result<Status> {
     let ko = read_input(&args.module, "module")?;
     let (exports, crcs) = match &args.symvers {
         Some(s) => {
-            let text = fs::read_to_string(s).map_err(|e| {
-                fail(
-                    Status::Input,
-                    format!("Module.symvers {}: {e}", s.display()),
-                )
-            })?;
-            let list = parse_symvers(&text);
+            let list = read_symvers(s)?;
             let crcs = export_crcs(&list);
             (
                 Some(
@@ -238,12 +244,7 @@ pub fn check(args: &CheckArgs) -> Result<Status> {
             let bytes = read_input(v, "vmlinux")?;
             let obj = lp_elf::Object::parse_symbols_only(&bytes)
                 .map_err(|e| fail(Status::Input, format!("vmlinux {}: {e}", v.display())))?;
-            let parent = lp_diff::Parent::from_object(&obj, true);
-            let counts = parent
-                .by_name
-                .iter()
-                .map(|(k, v)| (k.clone(), v.len()))
-                .collect();
+            let counts = lp_diff::Parent::from_object(&obj, true).name_counts();
             let vermagic = crate::vermagic::kernel_vermagic(&bytes).ok_or_else(|| {
                 fail_hint(
                     Status::Input,

@@ -252,15 +252,13 @@ pub fn export_crcs(exports: &[Export]) -> std::collections::HashMap<String, u32>
         .collect()
 }
 
-/// The symbols vmlinux exports, from a `Module.symvers` file.
-pub fn vmlinux_exports(symvers: &Path) -> Result<HashSet<String>> {
-    let text =
-        fs::read_to_string(symvers).with_context(|| format!("reading {}", symvers.display()))?;
-    Ok(parse_symvers(&text)
-        .into_iter()
+/// The symbols vmlinux exports, from the lines of a `Module.symvers` file.
+pub fn vmlinux_exports(exports: &[Export]) -> HashSet<String> {
+    exports
+        .iter()
         .filter(|e| e.module == "vmlinux")
-        .map(|e| e.symbol)
-        .collect())
+        .map(|e| e.symbol.clone())
+        .collect()
 }
 
 #[cfg(test)]

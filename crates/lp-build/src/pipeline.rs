@@ -578,10 +578,10 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
     let span = tracing::info_span!("phase", name = "diff").entered();
     test_pause_diff();
     let symvers = c.user_build.dir.join("Module.symvers");
-    let exports = kbuild::vmlinux_exports(&symvers)?;
     let symvers_list = kbuild::parse_symvers(
         &fs::read_to_string(&symvers).with_context(|| format!("reading {}", symvers.display()))?,
     );
+    let exports = kbuild::vmlinux_exports(&symvers_list);
     let crcs = kbuild::export_crcs(&symvers_list);
     let all_exports: HashSet<String> = symvers_list.into_iter().map(|e| e.symbol).collect();
     let vmlinux_obj = lp_elf::Object::parse_symbols_only(&c.vmlinux.bytes)
@@ -779,17 +779,10 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
             d.2.output.clone().map(|o| (name, o))
         })
         .collect();
-    let mut counts: BTreeMap<String, HashMap<String, usize>> = BTreeMap::new();
-    for (name, parent) in &parents {
-        counts.insert(
-            name.clone(),
-            parent
-                .by_name
-                .iter()
-                .map(|(k, v)| (k.clone(), v.len()))
-                .collect(),
-        );
-    }
+    let counts: BTreeMap<String, HashMap<String, usize>> = parents
+        .iter()
+        .map(|(name, parent)| (name.clone(), parent.name_counts()))
+        .collect();
     let ko_path = build_module(
         &spec,
         &patch_objects,

@@ -56,12 +56,6 @@ const KEY_HINT: &str = "pass the key the kernel trusts with --sign-key KEY.pem -
                         CERT.x509 (a distribution kernel trusts its vendor's key and the \
                         machine owner keys enrolled with mokutil), or --no-sign to sign later";
 
-fn unquote(v: &str) -> &str {
-    v.strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .unwrap_or(v)
-}
-
 /// Decides how to sign for the kernel of `config`, whose build directory is `build`: the key
 /// given on the command line, else the build's own key (`CONFIG_MODULE_SIG_KEY`, which kbuild
 /// generates for a self-built kernel). Fails when the kernel refuses unsigned modules
@@ -91,7 +85,7 @@ pub fn plan(config: &BTreeMap<String, String>, build: &Path, req: &Request) -> R
     }
     let hash = config
         .get("CONFIG_MODULE_SIG_HASH")
-        .map(|v| unquote(v).to_string())
+        .map(|v| v.trim_matches('"').to_string())
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "sha512".to_string());
     let sign_file = build.join("scripts/sign-file");
@@ -102,7 +96,7 @@ pub fn plan(config: &BTreeMap<String, String>, build: &Path, req: &Request) -> R
         (None, _) => {
             let configured = config
                 .get("CONFIG_MODULE_SIG_KEY")
-                .map(|v| unquote(v).to_string())
+                .map(|v| v.trim_matches('"').to_string())
                 .unwrap_or_else(|| "certs/signing_key.pem".to_string());
             if configured.starts_with("pkcs11:") {
                 return unsigned_or_fail(

@@ -42,6 +42,15 @@ pub enum PosError {
 }
 
 impl Parent {
+    /// How many symbols of each name it has: what the validator needs to check that a
+    /// livepatch position is unambiguous.
+    pub fn name_counts(&self) -> HashMap<String, usize> {
+        self.by_name
+            .iter()
+            .map(|(k, v)| (k.clone(), v.len()))
+            .collect()
+    }
+
     /// Reads the symbol table of vmlinux (`is_vmlinux`: address order) or of an object/module.
     pub fn from_object(obj: &Object, is_vmlinux: bool) -> Parent {
         let mut files = Vec::new();

@@ -167,23 +167,17 @@ fn check_versions(obj: &Object, crcs: &HashMap<String, u32>, report: &mut Report
             return;
         }
     };
-    let mut wanted: Vec<String> = obj
+    // Every undefined symbol, and module_layout (check_modstruct_version), by name.
+    let wanted: std::collections::BTreeMap<String, u32> = obj
         .symbols
         .iter()
         .skip(1)
         .filter(|s| s.is_undef() && !s.name.is_empty())
         .map(|s| s.name_str().into_owned())
-        .filter(|n| crcs.contains_key(n))
+        .chain(std::iter::once("module_layout".to_string()))
+        .filter_map(|n| crcs.get(&n).map(|&c| (n, c)))
         .collect();
-    if crcs.contains_key("module_layout") {
-        wanted.push("module_layout".to_string());
-    }
-    wanted.sort();
-    wanted.dedup();
-    for name in wanted {
-        let Some(&kernel_crc) = crcs.get(&name) else {
-            continue;
-        };
+    for (name, kernel_crc) in wanted {
         // check_version: the first entry of that name decides; its unsigned long must equal
         // the kernel's u32.
         match versions.iter().find(|(n, _)| *n == name) {
