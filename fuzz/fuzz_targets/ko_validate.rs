@@ -23,6 +23,11 @@ fuzz_target!(|data: &[u8]| {
             ("module_layout".to_string(), 0x0f3e_2d11),
         ])),
         vermagic: Some("6.12.57 SMP mod_unload modversions ".to_string()),
+        // Every code table required: ORC and call sites are checked on any input.
+        code_tables: Some(lp_emit::CodeTables {
+            orc: true,
+            call_sites: true,
+        }),
     };
     let _ = validate(data, &ctx);
     let _ = validate(data, &ValidateContext::default());

@@ -15,6 +15,14 @@
 //! `LP_KERNEL_BUILD` (the test kernel's `O=` directory), `LP_KERNEL_SRC` (its source tree) and
 //! `LP_BUILD` (the lp-build binary).
 //! It fails the case by exiting non-zero.
+//!
+//! A case passes only when its guest script passes and the kernel did not complain meanwhile:
+//! a `WARNING:`, `BUG:`, oops, lockdep/RCU/KASAN-style report, "This should not happen" or a
+//! taint other than `O` and `K` on the console fails it (`vm::kernel_complaints`), unless the
+//! case declares it with `expect-taint = LETTERS` or `expect-console = TEXT; TEXT`.
+//!
+//! `qemu-cpu = MODEL` and `append = ARGS` in a case.conf boot the VM with that qemu CPU model and
+//! those kernel arguments (a case that runs under a given CPU's speculation mitigations).
 
 use crate::kernel::{self, KernelOptions, TestKernel};
 use crate::vm::{Outcome, Vm};
@@ -265,6 +273,14 @@ fn run_case(
     vm.modules = modules;
     vm.modules.extend(kernel.modules.iter().cloned());
     vm.echo = std::env::var_os("LP_E2E_ECHO").is_some();
+    vm.expected = expected_complaints(top.as_ref());
+    // `qemu-cpu = MODEL` and `append = ARGS`: a case that runs under a given CPU's mitigations.
+    if let Some(model) = top.as_ref().and_then(|c| c.get("qemu-cpu")) {
+        vm.cpu_model = model.clone();
+    }
+    if let Some(args) = top.as_ref().and_then(|c| c.get("append")) {
+        vm.append.extend(args.split_whitespace().map(String::from));
+    }
     let tools = top
         .as_ref()
         .and_then(|c| c.get("guest-tools").cloned())
@@ -343,6 +359,21 @@ fn run_case(
                 25
             )
         ),
+    }
+}
+
+/// What a case declares the kernel may print or taint (`expect-taint = LETTERS`,
+/// `expect-console = TEXT; TEXT`); every other warning, bug, oops or taint fails the case.
+fn expected_complaints(conf: Option<&BTreeMap<String, String>>) -> crate::vm::Expected {
+    let get = |k: &str| conf.and_then(|c| c.get(k)).cloned().unwrap_or_default();
+    crate::vm::Expected {
+        taints: get("expect-taint"),
+        console: get("expect-console")
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
     }
 }
 

@@ -22,6 +22,110 @@ use std::time::{Duration, Instant};
 pub const RESULT_MARKER: &str = "LP-E2E-RESULT: ";
 /// What `/init` prints once userspace is up (the boot time ends there).
 pub const UP_MARKER: &str = "LP-E2E: guest up";
+/// What `/init` prints after the guest script: `/proc/sys/kernel/tainted` as a number.
+pub const TAINT_MARKER: &str = "LP-E2E-TAINT: ";
+
+/// The kernel's taint flags by bit (`taint_flags` in kernel/panic.c).
+const TAINT_LETTERS: &[u8] = b"PFSRMBUDAWCIOELKXTN";
+
+/// The taints every case may cause: `O` (out-of-tree module: every livepatch is one) and `K`
+/// (livepatch).
+pub const EXPECTED_TAINTS: &str = "OK";
+
+/// Console lines that mean the kernel complained, whatever the guest script concluded: warnings
+/// (`WARN()`, lockdep, RCU), bugs and oopses, memory-safety reports, and the messages the
+/// kernel prints once for a broken mitigation ("Unpatched return thunk in use. This should not
+/// happen!").
+const COMPLAINTS: &[&str] = &[
+    "WARNING:",
+    "BUG:",
+    "BUG at",
+    "Oops",
+    "This should not happen",
+    "Call Trace:",
+    "general protection fault",
+    "Unable to handle",
+    "possible circular locking",
+    "possible recursive locking",
+    "inconsistent lock state",
+    "suspicious RCU usage",
+    "INFO: task",
+    "rcu: INFO:",
+    "self-detected stall",
+    "soft lockup",
+    "hard LOCKUP",
+    "KASAN:",
+    "UBSAN:",
+    "KFENCE:",
+    "kmemleak",
+    "list_add corruption",
+    "list_del corruption",
+    "refcount_t:",
+    "stack-protector",
+    "Kernel panic",
+];
+
+/// What the kernel may print or taint in a boot without it counting as a complaint.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// Taint letters allowed beside [`EXPECTED_TAINTS`] (a case's `expect-taint = E`).
+    pub taints: String,
+    /// Substrings of console lines that are expected (a case's `expect-console = TEXT`): a line
+    /// holding one is not a complaint.
+    pub console: Vec<String>,
+}
+
+/// The taint letters of a `/proc/sys/kernel/tainted` value, in the kernel's order.
+pub fn taint_letters(value: u64) -> String {
+    let mut out = String::new();
+    for (bit, &letter) in TAINT_LETTERS.iter().enumerate() {
+        if value & (1u64 << bit) != 0 {
+            out.push(char::from(letter));
+        }
+    }
+    let unknown = value >> TAINT_LETTERS.len();
+    if unknown != 0 {
+        out.push_str(&format!("+{:#x}", unknown << TAINT_LETTERS.len()));
+    }
+    out
+}
+
+/// Every sign in a console log that the kernel complained: lines matching [`COMPLAINTS`] (but
+/// those the case expects), and taints other than the expected ones. Empty: a clean boot.
+pub fn kernel_complaints(console: &str, expected: &Expected) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in console.lines() {
+        let line = line.trim_end_matches('\r');
+        // The guest's own lines (`LP: ...`) quote what they check; the kernel's do not start so.
+        if line.starts_with("LP: ") || line.starts_with("LP-E2E") {
+            continue;
+        }
+        if COMPLAINTS.iter().any(|c| line.contains(c))
+            && !expected.console.iter().any(|e| line.contains(e.as_str()))
+        {
+            out.push(format!("console: {}", line.trim()));
+        }
+    }
+    if let Some(line) = console.lines().rev().find(|l| l.contains(TAINT_MARKER)) {
+        let rest = &line[line.find(TAINT_MARKER).unwrap_or(0) + TAINT_MARKER.len()..];
+        match rest.trim().parse::<u64>() {
+            Ok(value) => {
+                let letters = taint_letters(value);
+                let bad: String = letters
+                    .chars()
+                    .filter(|c| !EXPECTED_TAINTS.contains(*c) && !expected.taints.contains(*c))
+                    .collect();
+                if !bad.is_empty() {
+                    out.push(format!(
+                        "the kernel is tainted {letters} ({value}); not expected: {bad}"
+                    ));
+                }
+            }
+            Err(_) => out.push(format!("unreadable taint line `{}`", line.trim())),
+        }
+    }
+    out
+}
 
 /// One boot of the test VM.
 #[derive(Debug, Clone)]
@@ -44,8 +148,13 @@ pub struct Vm {
     pub memory: String,
     /// Virtual CPUs (qemu `-smp`).
     pub cpus: u32,
+    /// The CPU model (qemu `-cpu`): `max` by default; a case may ask for a model the kernel
+    /// treats as affected by a speculation bug, to run under that bug's mitigation.
+    pub cpu_model: String,
     /// Mirror the serial console on stderr while it runs.
     pub echo: bool,
+    /// What the kernel may print or taint without failing the boot.
+    pub expected: Expected,
 }
 
 /// How a boot ended.
@@ -87,7 +196,9 @@ impl Vm {
             work_dir: work_dir.to_path_buf(),
             memory: "512M".into(),
             cpus: 2,
+            cpu_model: "max".into(),
             echo: false,
+            expected: Expected::default(),
         }
     }
 
@@ -196,7 +307,7 @@ impl Vm {
             "-accel",
             "tcg,thread=single",
             "-cpu",
-            "max",
+            &self.cpu_model,
             "-m",
             &self.memory,
         ])
@@ -288,6 +399,20 @@ impl Vm {
                 ))
             }
         };
+        // A passing script proves little if the kernel complained meanwhile.
+        let outcome = match outcome {
+            Outcome::Pass => {
+                let complaints = kernel_complaints(&console, &self.expected);
+                match complaints.first() {
+                    None => Outcome::Pass,
+                    Some(first) => Outcome::Fail(format!(
+                        "the guest script passed but the kernel complained ({} sign(s); first: {first})",
+                        complaints.len()
+                    )),
+                }
+            }
+            fail => fail,
+        };
         Ok(VmResult {
             outcome,
             log: log_path,
@@ -355,6 +480,7 @@ rm -f /tmp/lp-fail-reason
 cd /lp
 sh /lp/test.sh
 rc=$?
+echo "LP-E2E-TAINT: $(cat /proc/sys/kernel/tainted)"
 # Keep kernel messages from splitting the result line on the console.
 dmesg -n 1
 if [ "$rc" = 0 ]; then
@@ -603,6 +729,31 @@ mod tests {
             Some(Outcome::Fail("insmod failed: bad".into()))
         );
         assert_eq!(parse_result("booting\nno marker\n"), None);
+    }
+
+    #[test]
+    fn complaints_in_the_console() {
+        let clean = "[ 1.0] livepatch: enabling patch 'x'\nLP: ok: WARNING: quoted by the guest\nLP-E2E-TAINT: 36864\nLP-E2E-RESULT: PASS\n";
+        assert_eq!(
+            kernel_complaints(clean, &Expected::default()),
+            Vec::<String>::new()
+        );
+        let warn = "[ 2.0] Unpatched return thunk in use. This should not happen!\r\n\
+                    [ 2.0] WARNING: CPU: 0 PID: 1 at arch/x86/kernel/cpu/bugs.c:3524 __warn_thunk+0x2a/0x40\n\
+                    LP-E2E-TAINT: 37376\n";
+        let c = kernel_complaints(warn, &Expected::default());
+        assert_eq!(c.len(), 3, "{c:?}");
+        assert!(c[0].contains("This should not happen"));
+        assert!(c[1].contains("WARNING: CPU: 0"));
+        assert_eq!(c[2], "the kernel is tainted WOK (37376); not expected: W");
+        // A case may declare a line and a taint it expects.
+        let expected = Expected {
+            taints: "W".into(),
+            console: vec!["This should not happen".into(), "__warn_thunk".into()],
+        };
+        assert_eq!(kernel_complaints(warn, &expected), Vec::<String>::new());
+        assert_eq!(taint_letters(1 << 13 | 1 << 15), "EK");
+        assert_eq!(taint_letters(1 << 40), "+0x10000000000");
     }
 
     #[test]

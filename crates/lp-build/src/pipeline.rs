@@ -126,6 +126,8 @@ struct Checked {
     config_text: String,
     cc_line: String,
     objtool_on_module: bool,
+    /// The ORC and call-site tables the kernel's configuration requires of module code.
+    code_tables: lp_emit::CodeTables,
     /// How the module is signed.
     sign: crate::sign::Plan,
     module: String,
@@ -383,6 +385,12 @@ fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
     };
     check_output_dir(&output_dir)?;
     let objtool_on_module = tree::objtool_on_module(&src.path, &config);
+    let on = |k: &str| config.get(k).map(String::as_str) == Some("y");
+    let code_tables = lp_emit::CodeTables {
+        orc: on("CONFIG_UNWINDER_ORC"),
+        // Named MITIGATION_CALL_DEPTH_TRACKING since 6.9.
+        call_sites: on("CONFIG_CALL_DEPTH_TRACKING") || on("CONFIG_MITIGATION_CALL_DEPTH_TRACKING"),
+    };
     // Before any build: a kernel that refuses unsigned modules and no key fails here.
     let sign = crate::sign::plan(
         &config,
@@ -401,6 +409,7 @@ fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
     }
     Ok(Checked {
         objtool_on_module,
+        code_tables,
         sign,
         src,
         tc,
@@ -794,6 +803,7 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
             symbol_counts: Some(counts),
             crcs: Some(crcs),
             vermagic: crate::vermagic::kernel_vermagic(&c.vmlinux.bytes),
+            code_tables: Some(c.code_tables),
         },
         jobs,
     )?;

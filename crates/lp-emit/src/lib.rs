@@ -7,6 +7,8 @@
 //! - [`convert`]: the post-link pass that turns the `.lp.klp_relocs` metadata of the linked
 //!   `.ko` into `.klp.rela.<obj>.<section>` sections and `SHN_LIVEPATCH` symbols.
 //! - [`validate`]: the module loader's and the livepatch core's rules, checked on a `.ko`.
+//! - [`sites`]: the mitigation and unwind tables (`.return_sites`, `.retpoline_sites`,
+//!   `.call_sites`, ORC) checked against the module's code.
 //! - [`names`]: the module name and the C spelling of names and strings.
 //! - [`x86_64`]: the relocation types the x86_64 module loader applies.
 //!
@@ -18,13 +20,14 @@
 pub mod convert;
 pub mod generate;
 pub mod names;
+pub mod sites;
 pub mod validate;
 pub mod x86_64;
 
 pub use convert::{convert_klp_relocs, KLP_PLACEHOLDER_SECTION};
 pub use generate::{core_source_name, generate_c, kbuild_file, ModuleSpec};
 pub use names::module_name;
-pub use validate::{validate, Problem, ValidateContext};
+pub use validate::{validate, CodeTables, Problem, ValidateContext};
 
 /// What can stop the emitter.
 #[derive(Debug, thiserror::Error)]

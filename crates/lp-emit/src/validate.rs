@@ -8,6 +8,7 @@
 //!
 //! Nothing here reads a file.
 
+pub use crate::sites::CodeTables;
 use crate::x86_64;
 use lp_elf::klp::{
     parse_klp_rela, parse_klp_sym, KLP_RELA_PREFIX, KLP_SYM_PREFIX, SHF_RELA_LIVEPATCH,
@@ -33,6 +34,10 @@ pub struct ValidateContext {
     /// The kernel's `vermagic` (`VERMAGIC_STRING`, e.g. `6.12.57 SMP mod_unload modversions `).
     /// `None`: not checked.
     pub vermagic: Option<String>,
+    /// The code tables the kernel's configuration requires of module code (ORC, call sites);
+    /// `None`: guessed from the module ([`CodeTables::guess`]). The return-thunk and retpoline
+    /// tables are always checked against the code (crate::sites).
+    pub code_tables: Option<CodeTables>,
 }
 
 /// One broken rule.
@@ -113,6 +118,10 @@ fn check(obj: &Object, ctx: &ValidateContext, report: &mut Report) {
     check_klp_sections(obj, report);
     if let Some(crcs) = ctx.crcs.as_ref().filter(|c| !c.is_empty()) {
         check_versions(obj, crcs, report);
+    }
+    if obj.e_machine == x86_64::EM_X86_64 {
+        let tables = ctx.code_tables.unwrap_or_else(|| CodeTables::guess(obj));
+        report.0.extend(crate::sites::check(obj, tables));
     }
 }
 

@@ -32,6 +32,7 @@ fn full_context() -> ValidateContext {
         symbol_counts: Some(counts),
         crcs: None,
         vermagic: None,
+        code_tables: None,
     }
 }
 

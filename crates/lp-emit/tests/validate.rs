@@ -307,6 +307,7 @@ fn exports_rule_skips_weak_and_got_and_livepatch_symbols() {
         symbol_counts: None,
         crcs: None,
         vermagic: None,
+        code_tables: None,
     };
     assert!(validate(&bytes(&o), &ctx).is_empty());
 }
