@@ -310,6 +310,13 @@ impl Ctx<'_, '_> {
             if self.is_ignored_section(sec) {
                 continue;
             }
+            // objtool makes these tables again for the whole linked module, and skips a table
+            // (or, for ORC, fails) when one of the linked objects already has it: a patch
+            // object of a module that objtool checked when it was compiled (a single-object
+            // module such as binfmt_misc) must not carry its entries.
+            if spec.objtool_output && self.opts.objtool_on_module {
+                continue;
+            }
             let relocs = p.relocs(sec);
             let printk_index = name == ".printk_index";
             let anchored = |ctx: &Self, r: &lp_elf::Reloc| match p.target(sec, r) {

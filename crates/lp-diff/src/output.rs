@@ -16,6 +16,9 @@ use lp_elf::{Object, Reloc, Section, SectionData, SymSection, Symbol};
 use object::elf;
 use std::collections::HashMap;
 
+/// The x86 return thunk (`-mfunction-return=thunk-extern`).
+const RETURN_THUNK: &str = "__x86_return_thunk";
+
 /// Why the output could not be built.
 pub enum BuildError {
     /// References that cannot be resolved safely.
@@ -34,6 +37,10 @@ struct Out<'a> {
     sym_map: HashMap<usize, usize>,
     externals: HashMap<String, usize>,
     placeholder: Option<usize>,
+    /// The placeholder's own relocation (its `jmp __x86_return_thunk`).
+    placeholder_relocs: Option<(usize, Reloc)>,
+    /// The object returns through `__x86_return_thunk` (CONFIG_MITIGATION_RETHUNK).
+    return_thunk: bool,
     klp: Vec<(usize, u64, u32, String, i64)>,
     errors: Vec<Diagnostic>,
     resolver: Resolver<'a>,
@@ -58,11 +65,22 @@ impl Out<'_> {
         i
     }
 
-    /// The placeholder function (`endbr64; ud2`) that stand-in relocations point to.
+    /// The placeholder function that stand-in relocations point to during the link. objtool
+    /// must see it return: a call to a function that cannot return is a dead end to objtool,
+    /// which then leaves the code after every stand-in call unvalidated and without ORC (and
+    /// newer objtool fails: "missing __noreturn"). It returns the way the object's own code
+    /// does: `endbr64; jmp __x86_return_thunk` when the object uses return thunks (objtool
+    /// lists that jump in `.return_sites` like any other), else `endbr64; ret; int3`.
     fn placeholder(&mut self) -> usize {
         if let Some(p) = self.placeholder {
             return p;
         }
+        let (code, thunk) = if self.return_thunk {
+            (vec![0xf3, 0x0f, 0x1e, 0xfa, 0xe9, 0, 0, 0, 0], true)
+        } else {
+            (vec![0xf3, 0x0f, 0x1e, 0xfa, 0xc3, 0xcc], false)
+        };
+        let size = code.len() as u64;
         let sec = self.obj.push_section(Section {
             name: meta::KLP_PLACEHOLDER_SECTION.as_bytes().to_vec(),
             sh_type: elf::SHT_PROGBITS.0,
@@ -72,7 +90,7 @@ impl Out<'_> {
             entsize: 0,
             link: 0,
             info: 0,
-            data: SectionData::Bytes(vec![0xf3, 0x0f, 0x1e, 0xfa, 0x0f, 0x0b]),
+            data: SectionData::Bytes(code),
         });
         let sym = self.obj.push_symbol(Symbol {
             name: b"__lp_klp_placeholder".to_vec(),
@@ -81,8 +99,20 @@ impl Out<'_> {
             st_shndx: 0,
             section: SymSection::Section(sec as u32),
             value: 0,
-            size: 6,
+            size,
         });
+        if thunk {
+            let t = self.external(RETURN_THUNK);
+            self.placeholder_relocs = Some((
+                sec,
+                Reloc {
+                    offset: 5,
+                    sym: t as u32,
+                    r_type: elf::R_X86_64_PLT32.0,
+                    addend: -4,
+                },
+            ));
+        }
         self.placeholder = Some(sym);
         sym
     }
@@ -146,6 +176,12 @@ pub fn build(
         sym_map: HashMap::new(),
         externals: HashMap::new(),
         placeholder: None,
+        placeholder_relocs: None,
+        return_thunk: p
+            .obj
+            .symbols
+            .iter()
+            .any(|s| s.is_undef() && s.name == RETURN_THUNK.as_bytes()),
         klp: Vec::new(),
         errors: Vec::new(),
         resolver: Resolver { opts, parent, file },
@@ -321,10 +357,13 @@ pub fn build(
                             });
                         }
                         Ok(Reach::Klp(k)) => {
-                            if out.obj.sections[osec].is_exec() {
-                                // An ordinary stand-in during the link (objtool must see a
-                                // call, not an unannotated intra-function call); the post-link
-                                // pass removes it.
+                            // An ordinary stand-in during the link, at every klp place: objtool
+                            // must see a call, not an unannotated intra-function call, and a
+                            // relocation for every field it reads in special sections (the key
+                            // of a `__jump_table` entry: without one it stops with "can't find
+                            // key reloc" and writes no ORC or site tables at all). The
+                            // post-link pass removes it.
+                            {
                                 let ph = out.placeholder();
                                 new_relocs.push(Reloc {
                                     offset,
@@ -363,6 +402,9 @@ pub fn build(
     }
     if !out.errors.is_empty() {
         return Err(BuildError::Refused(out.errors));
+    }
+    if let Some((sec, r)) = out.placeholder_relocs.take() {
+        rela_sections.push((sec, vec![r]));
     }
     rela_sections.sort_by_key(|(s, _)| *s);
 

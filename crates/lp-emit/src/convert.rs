@@ -342,6 +342,72 @@ fn remove_stand_ins(
     Ok(())
 }
 
+/// The call-depth table (`.call_sites`) must not list a call that a livepatch relocation for a
+/// module completes (crate::sites): objtool listed the call for its link-time stand-in, but the
+/// relocation is applied when that module loads, after the loader patched call sites, which
+/// would find a zero displacement there ("Invalid padding area"). Such entries are removed with
+/// their relocations; calls into vmlinux stay (their relocations are applied at load, before).
+fn drop_late_call_sites(obj: &mut Object, places: &HashMap<(usize, u64), &Entry>) {
+    let Some(cs) = obj.section_by_name(".call_sites") else {
+        return;
+    };
+    let relocs_of_table = |obj: &Object| -> Vec<usize> {
+        obj.sections
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_reloc() && s.info as usize == cs)
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let mut drop: std::collections::BTreeSet<u64> = std::collections::BTreeSet::new();
+    for ri in relocs_of_table(obj) {
+        for r in obj.sections[ri].relocs().unwrap_or(&[]) {
+            let Some(sym) = obj.symbols.get(r.sym as usize) else {
+                continue;
+            };
+            let Some(sec) = sym.section_index() else {
+                continue;
+            };
+            let Ok(call) = u64::try_from(i128::from(sym.value) + i128::from(r.addend)) else {
+                continue;
+            };
+            let is_call = usize::try_from(call)
+                .ok()
+                .and_then(|c| obj.sections.get(sec)?.bytes().get(c).copied())
+                == Some(0xe8);
+            let late = call
+                .checked_add(1)
+                .and_then(|rel32| places.get(&(sec, rel32)))
+                .is_some_and(|e| e.objname != "vmlinux");
+            if is_call && late {
+                drop.insert(r.offset);
+            }
+        }
+    }
+    if drop.is_empty() {
+        return;
+    }
+    let old = obj.sections[cs].bytes().to_vec();
+    let mut new = Vec::with_capacity(old.len());
+    let mut moved: HashMap<u64, u64> = HashMap::new();
+    for (i, entry) in old.chunks(4).enumerate() {
+        let at = i as u64 * 4;
+        if !drop.contains(&at) {
+            moved.insert(at, new.len() as u64);
+            new.extend_from_slice(entry);
+        }
+    }
+    obj.sections[cs].data = SectionData::Bytes(new);
+    for ri in relocs_of_table(obj) {
+        if let SectionData::Relocs { relocs, .. } = &mut obj.sections[ri].data {
+            relocs.retain(|r| moved.contains_key(&r.offset));
+            for r in relocs.iter_mut() {
+                r.offset = moved.get(&r.offset).copied().unwrap_or(r.offset);
+            }
+        }
+    }
+}
+
 fn is_meta_target(obj: &Object, reloc_section: &Section) -> bool {
     obj.sections
         .get(reloc_section.info as usize)
@@ -392,6 +458,7 @@ pub fn convert_klp_relocs(ko: &[u8]) -> Result<Vec<u8>, EmitError> {
         }
     }
     remove_stand_ins(&mut obj, &places)?;
+    drop_late_call_sites(&mut obj, &places);
 
     // Remove the metadata (and, with it, its relocation sections and symbols).
     let meta: Vec<usize> = obj

@@ -7,19 +7,20 @@
 //!   from the table keeps the default thunk, so patched code skips the return mitigation and the
 //!   kernel warns "Unpatched return thunk in use").
 //! - `.retpoline_sites`: every `call`/`jmp`/`jcc __x86_indirect_*` (`apply_retpolines()`).
-//! - `.call_sites` (call depth tracking): every direct call with an ordinary relocation, outside
-//!   `.altinstr_replacement`, to anything but retpoline thunks and static-call trampolines
-//!   (objtool's `annotate_call_site()`; for modules `.init.text` is no exception), and
-//!   `call __fentry__` or not (objtool lists it unless it makes `__mcount_loc` itself). A call
-//!   that only a livepatch
-//!   relocation completes must not be listed: at `module_finalize()` time its displacement is
-//!   still zero and the loader would look for a call thunk in the bytes after the call.
+//! - `.call_sites` (call depth tracking): every direct call, outside `.altinstr_replacement`,
+//!   to anything but retpoline thunks and static-call trampolines (objtool's
+//!   `annotate_call_site()`; for modules `.init.text` is no exception), and `call __fentry__` or
+//!   not (objtool lists it unless it makes `__mcount_loc` itself). A call that a livepatch
+//!   relocation for a module completes must not be listed: those relocations are applied when
+//!   that module loads, after `module_finalize()`, which would find a zero displacement and look
+//!   for a call thunk in the bytes after the call ("Invalid padding area"). vmlinux's livepatch
+//!   relocations are applied with the ordinary ones, before it.
 //! - ORC: the entry in effect at the first byte of every function of the module must be a real
 //!   one (`orc_find()` takes the last entry at or below an address; objtool ends each section
 //!   with an undefined terminator, so a function without entries of its own inherits one).
 //!
-//! Each table must also point only at such instructions. A relocation to a thunk must be an
-//! ordinary one: the loader reads the jump's destination before livepatch relocations exist.
+//! Each table must also point only at such instructions. A branch to a thunk must not wait for a
+//! module's livepatch relocation: the loader reads its destination in `module_finalize()`.
 
 use crate::validate::Problem;
 use lp_elf::klp::parse_klp_sym;
@@ -97,15 +98,16 @@ impl Kind {
 }
 
 /// A relocated branch: where its instruction starts, its opcode kind, the target's name and
-/// whether the relocation is a livepatch one.
+/// whether a livepatch relocation for a module (applied after `module_finalize()`) completes it.
 struct Branch {
     start: u64,
     call: bool,
     target: String,
-    klp: bool,
+    late: bool,
 }
 
-/// The name a relocation refers to: the symbol's, or the name inside a `.klp.sym.` name.
+/// The name a relocation refers to (the symbol's, or the name inside a `.klp.sym.` name), and
+/// whether it is a livepatch symbol of a module rather than of vmlinux.
 fn target_name(obj: &Object, r: &Reloc) -> Option<(String, bool)> {
     let sym = obj.symbols.get(r.sym as usize)?;
     if sym.is_section() {
@@ -113,8 +115,8 @@ fn target_name(obj: &Object, r: &Reloc) -> Option<(String, bool)> {
         return Some((sec.name_str().into_owned(), false));
     }
     let name = sym.name_str();
-    if let Some((_, n, _)) = parse_klp_sym(&name) {
-        return Some((n.to_string(), true));
+    if let Some((object, n, _)) = parse_klp_sym(&name) {
+        return Some((n.to_string(), object != "vmlinux"));
     }
     Some((name.into_owned(), false))
 }
@@ -145,7 +147,7 @@ fn branches(obj: &Object) -> BTreeMap<Place, Branch> {
             let Some((start, call)) = branch_start(code.bytes(), r.offset) else {
                 continue;
             };
-            let Some((name, klp)) = target_name(obj, r) else {
+            let Some((name, late)) = target_name(obj, r) else {
                 continue;
             };
             out.insert(
@@ -154,7 +156,7 @@ fn branches(obj: &Object) -> BTreeMap<Place, Branch> {
                     start,
                     call,
                     target: name,
-                    klp,
+                    late,
                 },
             );
         }
@@ -171,7 +173,7 @@ fn kind_of(obj: &Object, sec: usize, b: &Branch) -> Option<Kind> {
         return Some(Kind::Retpoline);
     }
     let secname = obj.sections.get(sec)?.name_str();
-    if b.call && !b.klp && secname != ".altinstr_replacement" && !b.target.starts_with("__SCT__") {
+    if b.call && !b.late && secname != ".altinstr_replacement" && !b.target.starts_with("__SCT__") {
         return Some(Kind::Call);
     }
     None
@@ -294,16 +296,16 @@ pub fn check(obj: &Object, tables: CodeTables) -> Vec<Problem> {
     let funcs = functions(obj);
     let branches = branches(obj);
 
-    // Thunks reached through livepatch relocations.
+    // Thunks reached through a module's livepatch relocations.
     for (&(sec, _), b) in &branches {
-        if b.klp && (b.target == RETURN_THUNK || b.target.starts_with(RETPOLINE_PREFIX)) {
+        if b.late && (b.target == RETURN_THUNK || b.target.starts_with(RETPOLINE_PREFIX)) {
             out.push(problem(
                 &section_name(obj, sec),
                 &label(obj, &funcs, (sec, b.start)),
                 format!(
-                    "branches to `{}` through a livepatch relocation: the loader reads the \
-                     destination before livepatch relocations are applied; it must be an \
-                     ordinary relocation (the thunk is exported)",
+                    "branches to `{}` through a module's livepatch relocation: the loader reads \
+                     the destination before that module's relocations are applied; it must be \
+                     an ordinary relocation (the thunk is exported)",
                     b.target
                 ),
             ));
@@ -347,9 +349,9 @@ pub fn check(obj: &Object, tables: CodeTables) -> Vec<Problem> {
                 continue;
             }
             let why = match branches.get(&p) {
-                Some(b) if b.klp && kind == Kind::Call => {
-                    "a call that a livepatch relocation completes (its displacement is zero when \
-                     the loader patches call sites)"
+                Some(b) if b.late && kind == Kind::Call => {
+                    "a call that a livepatch relocation for a module completes (its displacement \
+                     is zero when the loader patches call sites)"
                         .to_string()
                 }
                 Some(b) => format!("a branch to `{}`", b.target),

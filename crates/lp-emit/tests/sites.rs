@@ -207,9 +207,9 @@ fn call_sites_only_when_the_kernel_tracks_call_depth() {
         "{}",
         show(&p)
     );
-    assert!(p
-        .iter()
-        .all(|p| p.message.contains("a direct call that .call_sites does not list")));
+    assert!(p.iter().all(|p| p
+        .message
+        .contains("a direct call that .call_sites does not list")));
     let no_depth = CodeTables {
         orc: true,
         call_sites: false,
@@ -267,4 +267,44 @@ fn a_module_without_orc_is_refused_when_the_kernel_unwinds_with_orc() {
         }
     )
     .is_empty());
+}
+
+/// Calls that livepatch relocations complete: vmlinux's are applied with the ordinary ones and
+/// belong in `.call_sites`; a module's come after the loader patched call sites and must not.
+#[test]
+fn livepatch_calls_in_call_sites() {
+    let src = r#"
+	.section .text.h,"ax",@progbits
+	.type h,@function
+h:
+	endbr64
+.Lv:	call ".klp.sym.vmlinux.vfunc,0"
+.Lm:	call ".klp.sym.binfmt_misc.mfunc,0"
+.Lret:	jmp __x86_return_thunk
+	.size h, .-h
+	.section .return_sites,"a"
+	.long .Lret - .
+	.section .call_sites,"a"
+	.long .Lv - .
+	.long .Lm - .
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("k.S"), src).unwrap();
+    run_ok(
+        cc().arg("-c")
+            .arg(dir.path().join("k.S"))
+            .arg("-o")
+            .arg(dir.path().join("k.o")),
+    );
+    let obj = Object::parse(&std::fs::read(dir.path().join("k.o")).unwrap()).unwrap();
+    let tables = CodeTables {
+        orc: false,
+        call_sites: true,
+    };
+    expect_one(
+        &check(&obj, tables),
+        ".call_sites",
+        "h+0x9",
+        "a call that a livepatch relocation for a module completes",
+    );
 }
