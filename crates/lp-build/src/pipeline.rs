@@ -1194,6 +1194,7 @@ fn build_module(
         &log,
         "building the livepatch module",
     )?;
+    refuse_objtool_warnings(&log, &spec.name)?;
     let ko = dir.join(format!("{}.ko", spec.name));
     let linked = fs::read(&ko).with_context(|| format!("reading {}", ko.display()))?;
     let converted = lp_emit::convert_klp_relocs(&linked).map_err(|e| {
@@ -1244,6 +1245,43 @@ fn build_module(
         ui.info(&format!("module sources in {}", dir.display()));
     }
     Ok(out)
+}
+
+/// objtool's warnings about the livepatch module, from the module build's log. objtool stops at
+/// its first fatal problem without failing the build (up to 6.x), leaving the module without ORC
+/// or mitigation tables for the rest of its code; any warning also means code it could not
+/// follow, whose ORC is undefined. Either is refused, with objtool's own words.
+pub fn objtool_warnings(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("warning: objtool:") || l.contains("error: objtool:"))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+fn refuse_objtool_warnings(log: &Path, module: &str) -> Result<()> {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let warnings = objtool_warnings(&text);
+    if warnings.is_empty() {
+        return Ok(());
+    }
+    for w in &warnings {
+        eprintln!("  | {w}");
+    }
+    KEEP_TMP_FOR_LOG.store(true, std::sync::atomic::Ordering::Relaxed);
+    Err(fail_hint(
+        Status::Build,
+        format!(
+            "objtool warned about {module} ({} line(s); first: {}): its ORC or mitigation tables \
+             would be incomplete",
+            warnings.len(),
+            warnings[0]
+        ),
+        format!(
+            "this is a bug in lp-build unless the patched code itself confuses objtool; the full \
+             build log is {}",
+            log.display()
+        ),
+    ))
 }
 
 const OUTPUT_HINT: &str =
@@ -1313,6 +1351,22 @@ fn write_report(args: &BuildArgs, c: &Checked, report: &Report) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objtool_warnings_are_found_in_the_module_log() {
+        let log = "  CC [M]  /tmp/m/livepatch-x-core.o\n  LD [M]  /tmp/m/livepatch-x.o\n\
+                   /tmp/m/livepatch-x.o: warning: objtool: __jump_table+0x8: can't find key reloc\n\
+                   /tmp/m/livepatch-x.o: error: objtool: f+0x1c: unannotated intra-function call\n\
+                   warning: some other tool\n";
+        assert_eq!(
+            objtool_warnings(log),
+            [
+                "/tmp/m/livepatch-x.o: warning: objtool: __jump_table+0x8: can't find key reloc",
+                "/tmp/m/livepatch-x.o: error: objtool: f+0x1c: unannotated intra-function call"
+            ]
+        );
+        assert!(objtool_warnings("  LD [M]  x.o\n  MODPOST Module.symvers\n").is_empty());
+    }
 
     #[test]
     fn targeted_goals_only_for_c_files_with_objects() {
