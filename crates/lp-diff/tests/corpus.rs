@@ -131,3 +131,41 @@ fn corpus_agrees_with_reference() {
         mismatches.join("\n")
     );
 }
+
+/// The same inputs give the same bytes: every case is diffed five times and each run's patch
+/// object and record must equal the first run's (a distribution builds its livepatch twice and
+/// compares). Each run builds its own hash maps, so an order that depends on hashing shows.
+#[test]
+fn corpus_output_is_reproducible() {
+    let cases = lp_testutil::cases();
+    let mut differ = Vec::new();
+    let mut patches = 0;
+    for case in &cases {
+        let orig = std::fs::read(&case.orig).unwrap();
+        let patched = std::fs::read(&case.patched).unwrap();
+        let run = || {
+            let r = diff(&orig, &patched, &options(case))
+                .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            let record = serde_json::to_string(&r.record).unwrap();
+            (r.outcome, r.output, record, r.errors, r.warnings)
+        };
+        let first = run();
+        if first.0 == Outcome::Patch {
+            patches += 1;
+        }
+        for n in 1..5 {
+            if run() != first {
+                differ.push(format!("{} (run {n})", case.name));
+                break;
+            }
+        }
+    }
+    assert!(patches >= 39, "only {patches} patch cases");
+    assert!(
+        differ.is_empty(),
+        "{} of {} cases give different bytes over five runs: {}",
+        differ.len(),
+        cases.len(),
+        differ.join(", ")
+    );
+}
