@@ -2,7 +2,8 @@
 //! with `-ffunction-sections -fdata-sections`) and produces the patch object for that
 //! translation unit plus a record of what it patches.
 //!
-//! Stages (one module each): [`view`] indexes an object (bundled symbols, relocation targets),
+//! Stages (one module each): [`wellformed`] refuses relocation sections and special-section
+//! entry sizes it cannot trust, [`view`] indexes an object (bundled symbols, relocation targets),
 //! [`correlate`] pairs orig and patched symbols, [`compare`] marks changed and new functions,
 //! [`include`] computes the closure of what the patch needs and collects refusals,
 //! [`special`] regenerates the kernel's special sections for the included functions,
@@ -24,6 +25,7 @@ pub mod output;
 pub mod parent;
 pub mod special;
 pub mod view;
+pub mod wellformed;
 pub mod x86;
 
 use serde::{Deserialize, Serialize};
@@ -199,6 +201,25 @@ pub enum DiffError {
     /// The patch object could not be written.
     #[error("writing the patch object: {0}")]
     Write(#[from] lp_elf::Error),
+    /// A relocation section the differ cannot trust (see [`wellformed::relocations`]).
+    #[error("{which} object: {section}: {message}")]
+    Relocations {
+        /// `orig` or `patched`.
+        which: &'static str,
+        /// The relocation section.
+        section: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A special section whose entries are not of the size given for it (see
+    /// [`wellformed::entry_sizes`]).
+    #[error("patched object: {section}: {message}")]
+    EntrySize {
+        /// The special section.
+        section: String,
+        /// What does not fit.
+        message: String,
+    },
 }
 
 /// Section and layout constants of the metadata the differ writes for the module emitter.
@@ -246,6 +267,8 @@ pub fn diff_objects(
             "not relocatable objects (ET_REL): pass the .o files the compiler produced".into(),
         ));
     }
+    wellformed::relocations(orig, "orig")?;
+    wellformed::relocations(patched, "patched")?;
     let o = view::View::new(orig);
     let p = view::View::new(patched);
     let corr = correlate::correlate(&o, &p);
