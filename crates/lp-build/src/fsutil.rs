@@ -53,9 +53,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
         std::process::id()
     ));
-    fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    let r = fs::write(&tmp, bytes)
+        .with_context(|| format!("writing {}", tmp.display()))
+        .and_then(|()| {
+            fs::rename(&tmp, path)
+                .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+        });
+    if r.is_err() {
+        // A full disk must not leave a partial temporary file behind.
+        let _ = fs::remove_file(&tmp);
+    }
+    r
+}
+
+/// An exclusive `flock` on a directory, held until dropped. Waits for another holder, looking
+/// at the SIGINT/SIGTERM flag meanwhile.
+pub fn lock_dir(dir: &Path) -> Result<fs::File> {
+    use std::os::unix::io::AsRawFd;
+    let f = fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    loop {
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(f);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(anyhow::Error::from(e).context(format!("locking {}", dir.display())));
+        }
+        crate::signals::check()?;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Writes `bytes` into the existing file `path` in place (keeping its inode, owner and mode).

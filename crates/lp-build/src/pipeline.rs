@@ -21,7 +21,7 @@ use crate::cache::{self, CacheEntry, Lock, Stamp, TreeCache, KCFLAGS};
 use crate::ccwrap;
 use crate::cli::{BuildArgs, StopAfter};
 use crate::commands::{alias_prefix, outcome_name, print_diff_text};
-use crate::exit::{fail, fail_hint, Status};
+use crate::exit::{fail_hint, Status};
 use crate::fsutil::{copy_with_mtime, secs, sha256_hex, write_atomic};
 use crate::journal::{self, Changes, SAVED_OBJECTS};
 use crate::kbuild::{self, Objects, Owner};
@@ -237,13 +237,12 @@ fn read_patches(paths: &[PathBuf]) -> Result<Vec<PatchInput>> {
     let mut out = Vec::new();
     let mut refusals = Vec::new();
     for path in paths {
-        let bytes = fs::read(path).map_err(|e| {
-            fail_hint(
-                Status::Input,
-                format!("patch {}: {e}", path.display()),
-                "pass the patch file with -p/--patch (a path relative to the current directory)",
-            )
-        })?;
+        let bytes = crate::input::read_input(
+            path,
+            "patch",
+            crate::input::Kind::Patch,
+            "pass the patch file with -p/--patch (a path relative to the current directory)",
+        )?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -578,14 +577,22 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
     let span = tracing::info_span!("phase", name = "diff").entered();
     test_pause_diff();
     let symvers = c.user_build.dir.join("Module.symvers");
-    let symvers_list = kbuild::parse_symvers(
-        &fs::read_to_string(&symvers).with_context(|| format!("reading {}", symvers.display()))?,
-    );
+    let symvers_list = kbuild::parse_symvers(&String::from_utf8_lossy(&crate::input::read_input(
+        &symvers,
+        "Module.symvers",
+        crate::input::Kind::Text,
+        "the running kernel's build directory must hold its Module.symvers",
+    )?));
     let exports = kbuild::vmlinux_exports(&symvers_list);
     let crcs = kbuild::export_crcs(&symvers_list);
     let all_exports: HashSet<String> = symvers_list.into_iter().map(|e| e.symbol).collect();
-    let vmlinux_obj = lp_elf::Object::parse_symbols_only(&c.vmlinux.bytes)
-        .map_err(|e| fail(Status::Input, format!("{}: {e}", c.vmlinux.path.display())))?;
+    let vmlinux_obj = lp_elf::Object::parse_symbols_only(&c.vmlinux.bytes).map_err(|e| {
+        fail_hint(
+            Status::Input,
+            format!("{}: {e}", c.vmlinux.path.display()),
+            "pass the running kernel's unstripped vmlinux with -v/--vmlinux",
+        )
+    })?;
     let vmlinux_parent = lp_diff::Parent::from_object(&vmlinux_obj, true);
     drop(vmlinux_obj);
     let mut parents: BTreeMap<String, lp_diff::Parent> = BTreeMap::new();
@@ -596,16 +603,20 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
                 continue;
             }
             let ko = c.user_build.dir.join(format!("{path}.ko"));
-            let bytes = fs::read(&ko).map_err(|e| {
+            let bytes = crate::input::read_input(
+                &ko,
+                "module",
+                crate::input::Kind::Object,
+                "the patch changes a module: its .ko must be in the running kernel's build \
+                 directory",
+            )?;
+            let obj = lp_elf::Object::parse_symbols_only(&bytes).map_err(|e| {
                 fail_hint(
                     Status::Input,
-                    format!("module {}: {e}", ko.display()),
-                    "the patch changes a module: its .ko must be in the running kernel's build \
-                     directory",
+                    format!("{}: {e}", ko.display()),
+                    "the running kernel's build directory must hold the module's .ko as built",
                 )
             })?;
-            let obj = lp_elf::Object::parse_symbols_only(&bytes)
-                .map_err(|e| fail(Status::Input, format!("{}: {e}", ko.display())))?;
             parents.insert(name.clone(), lp_diff::Parent::from_object(&obj, false));
         }
     }
@@ -1229,7 +1240,7 @@ fn build_module(
         _ => converted,
     };
     let out = c.output_dir.join(format!("{}.ko", spec.name));
-    write_output(&out, &converted)?;
+    write_output(&out, &converted, OUTPUT_HINT)?;
     if ui.debug {
         ui.info(&format!("module sources in {}", dir.display()));
     }
@@ -1256,9 +1267,9 @@ fn check_output_dir(dir: &Path) -> Result<()> {
 /// disk (the file system cannot be filled from a test).
 pub const ENV_TEST_FAIL_WRITE: &str = "LP_BUILD_TEST_FAIL_WRITE";
 
-/// Writes an output file (the module, its report) atomically; a failure is an input/output
-/// error with a hint.
-fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes an output file (the module, its report, `diff`'s patch object) atomically; a failure
+/// is an input/output error with `hint`.
+pub(crate) fn write_output(path: &Path, bytes: &[u8], hint: &str) -> Result<()> {
     let r = if std::env::var_os(ENV_TEST_FAIL_WRITE).is_some_and(|v| v == "ENOSPC") {
         Err(
             anyhow::Error::from(std::io::Error::from_raw_os_error(libc::ENOSPC))
@@ -1271,7 +1282,7 @@ fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
         fail_hint(
             Status::Input,
             format!("writing the output {}: {}", path.display(), e.root_cause()),
-            OUTPUT_HINT,
+            hint.to_string(),
         )
     })
 }
@@ -1295,7 +1306,7 @@ fn write_report(args: &BuildArgs, c: &Checked, report: &Report) -> Result<()> {
         return Ok(());
     }
     let p = c.output_dir.join(format!("{}.json", c.module));
-    write_output(&p, &serde_json::to_vec_pretty(report)?)?;
+    write_output(&p, &serde_json::to_vec_pretty(report)?, OUTPUT_HINT)?;
     eprintln!("wrote {}", p.display());
     Ok(())
 }
