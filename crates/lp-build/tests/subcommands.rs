@@ -630,3 +630,54 @@ fn diff_reading_a_fifo_stops_at_sigterm() {
         text(&o)
     );
 }
+
+/// An object without a symbol table (`as` of nothing, then `strip --strip-all`: sections but no
+/// symbols) is not a compiled object: a bad input, not "no functional change".
+#[test]
+fn diff_of_objects_without_symbols_is_a_bad_input() {
+    let t = tempfile::tempdir().unwrap();
+    let s = t.path().join("e.s");
+    std::fs::write(&s, "").unwrap();
+    let o = t.path().join("e.o");
+    assert!(Command::new("as")
+        .arg(&s)
+        .arg("-o")
+        .arg(&o)
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("strip")
+        .arg("--strip-all")
+        .arg(&o)
+        .status()
+        .unwrap()
+        .success());
+    let out = lp_build().arg("diff").arg(&o).arg(&o).output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no symbol table") && err.contains("  hint: "),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Two objects of different source files: whatever the differ decides, it warns.
+#[test]
+fn diff_of_unrelated_objects_warns() {
+    let a = corpus_case("ASSERT_RTNL-detect");
+    let b = corpus_case("meminfo-string");
+    let o = lp_build()
+        .arg("diff")
+        .args(entry_size_args(&a))
+        .arg(&a.orig)
+        .arg(&b.orig)
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("warning:")
+            && String::from_utf8_lossy(&o.stdout).contains("look unrelated"),
+        "{}",
+        text(&o)
+    );
+}

@@ -267,11 +267,73 @@ pub fn diff_objects(
             "not relocatable objects (ET_REL): pass the .o files the compiler produced".into(),
         ));
     }
+    for (which, obj) in [("orig", orig), ("patched", patched)] {
+        if obj.symtab_index().is_none() {
+            return Err(DiffError::Elf {
+                which,
+                source: lp_elf::Error::Malformed(
+                    "no symbol table (or no sections at all): not an object a compiler produced"
+                        .into(),
+                ),
+            });
+        }
+    }
     wellformed::relocations(orig, "orig")?;
     wellformed::relocations(patched, "patched")?;
     let o = view::View::new(orig);
     let p = view::View::new(patched);
     let corr = correlate::correlate(&o, &p);
     let cmp = compare::compare(&o, &p, &corr, opts.explain);
-    include::run(&o, &p, &corr, &cmp, opts)
+    let mut r = include::run(&o, &p, &corr, &cmp, opts)?;
+    r.warnings.extend(unrelated_warning(&o, &p, &corr, opts));
+    Ok(r)
+}
+
+/// A warning when ORIG and PATCHED do not look like two builds of one source file: their
+/// source file names (`STT_FILE`) differ, or fewer than half of ORIG's functions have a
+/// counterpart in PATCHED. A patch never renames most of a file.
+fn unrelated_warning(
+    o: &view::View,
+    p: &view::View,
+    corr: &correlate::Correlation,
+    opts: &DiffOptions,
+) -> Option<Diagnostic> {
+    let files = |v: &view::View| -> std::collections::BTreeSet<String> {
+        v.obj
+            .symbols
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_file())
+            .map(|(i, _)| v.name(i).to_string())
+            .filter(|n| !n.is_empty())
+            .collect()
+    };
+    let (of, pf) = (files(o), files(p));
+    let funcs: Vec<usize> = (0..o.obj.symbols.len())
+        .filter(|&i| o.obj.symbols[i].is_func() && !o.obj.symbols[i].is_undef())
+        .collect();
+    let paired = funcs.iter().filter(|&&i| corr.o2p[i].is_some()).count();
+    let why = if !of.is_empty() && !pf.is_empty() && of.is_disjoint(&pf) {
+        format!(
+            "ORIG was compiled from {} and PATCHED from {}",
+            of.into_iter().collect::<Vec<_>>().join(", "),
+            pf.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    } else if funcs.len() >= 4 && paired * 2 < funcs.len() {
+        format!(
+            "only {paired} of ORIG's {} functions are in PATCHED",
+            funcs.len()
+        )
+    } else {
+        return None;
+    };
+    Some(Diagnostic {
+        object: opts.source_name.clone(),
+        section: String::new(),
+        symbol: String::new(),
+        message: format!(
+            "the two objects look unrelated ({why}): pass the original and the patched build of \
+             the same source file"
+        ),
+    })
 }

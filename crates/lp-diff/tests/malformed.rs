@@ -271,3 +271,63 @@ fn section_entsize_disagreeing_with_the_given_size_is_an_error() {
         "sh_entsize is 16",
     );
 }
+
+/// A 64-byte ELF header of an x86_64 relocatable object with no section at all.
+fn no_sections() -> Vec<u8> {
+    let mut h = vec![0u8; 64];
+    h[..4].copy_from_slice(b"\x7fELF");
+    h[4] = 2; // ELFCLASS64
+    h[5] = 1; // little-endian
+    h[6] = 1; // EV_CURRENT
+    h[16..18].copy_from_slice(&1u16.to_le_bytes()); // ET_REL
+    h[18..20].copy_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+    h[20..24].copy_from_slice(&1u32.to_le_bytes());
+    h[52..54].copy_from_slice(&64u16.to_le_bytes()); // e_ehsize
+    h[58..60].copy_from_slice(&64u16.to_le_bytes()); // e_shentsize
+    h
+}
+
+#[test]
+fn objects_without_sections_are_an_error_not_no_change() {
+    let empty = no_sections();
+    let c = case(CASE);
+    let (orig, _) = read(&c);
+    for (a, b) in [(&empty, &empty), (&orig, &empty), (&empty, &orig)] {
+        match diff(a, b, &opts(&c)) {
+            Err(DiffError::Elf { .. }) => {}
+            Err(e) => panic!("another error: {e}"),
+            Ok(r) => panic!("accepted as {:?}", r.outcome),
+        }
+    }
+}
+
+#[test]
+fn unrelated_objects_give_a_warning() {
+    let a = case("ASSERT_RTNL-detect");
+    let b = case("meminfo-string");
+    let (orig, _) = read(&a);
+    let (other, _) = read(&b);
+    let r = diff(&orig, &other, &opts(&a)).unwrap();
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.message.contains("look unrelated")),
+        "{:?}: {:?}",
+        r.outcome,
+        r.warnings
+    );
+    // A real pair gives no such warning.
+    for c in lp_testutil::cases() {
+        let (orig, patched) = read(&c);
+        if let Ok(r) = diff(&orig, &patched, &opts(&c)) {
+            assert!(
+                !r.warnings
+                    .iter()
+                    .any(|w| w.message.contains("look unrelated")),
+                "{}: {:?}",
+                c.name,
+                r.warnings
+            );
+        }
+    }
+}
