@@ -331,6 +331,18 @@ impl Lock {
     }
 }
 
+/// Empties the lock file at `path` left by a run that died, when no live run holds it (best
+/// effort: the lock of another user's cache may not be writable).
+pub fn clear_stale_lock(path: &Path) {
+    let Ok(file) = fs::OpenOptions::new().write(true).open(path) else {
+        return;
+    };
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        let _ = file.set_len(0);
+    }
+}
+
 impl Drop for Lock {
     fn drop(&mut self) {
         // Empty means "released cleanly"; the flock goes with the descriptor.

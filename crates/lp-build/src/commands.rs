@@ -384,6 +384,7 @@ pub fn check(args: &CheckArgs) -> Result<Status> {
         vermagic,
     };
     let problems = lp_emit::validate(&ko, &ctx);
+    crate::signals::check()?;
     let name = args.module.display().to_string();
     if args.json {
         let list: Vec<ProblemJson> = problems

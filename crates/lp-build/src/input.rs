@@ -149,7 +149,7 @@ pub fn read_input(path: &Path, what: &str, kind: Kind, hint: &str) -> anyhow::Re
             Status::Input,
             format!("{what} {}: {e}", path.display()),
             format!(
-                "this cannot be a {what}: pass the right file (the limit is {} MiB)",
+                "no {what} is that large: check the path (lp-build reads at most {} MiB of it)",
                 kind.limit() / MIB
             ),
         ),

@@ -310,6 +310,7 @@ fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
         ));
     }
     recover(&tc, ui)?;
+    recover_other_cache(&src.path, &tc, ui)?;
     let vmlinux_path = match &args.vmlinux {
         Some(v) => v.clone(),
         None => default_vmlinux().ok_or_else(|| {
@@ -867,6 +868,48 @@ impl Drop for TmpGuard {
 /// The file holding the process group of the make that builds in the patched tree.
 fn pgid_file(tc: &TreeCache) -> PathBuf {
     tc.dir.join("make.pgid")
+}
+
+/// A run with another cache (another user, another `LP_BUILD_CACHE`) that died with the tree
+/// patched left the tree's marker naming its journal: restore the tree from it, or say how to.
+/// (The tree's own lock, held now, proves that run is gone.)
+fn recover_other_cache(src: &Path, tc: &TreeCache, ui: &Ui) -> Result<()> {
+    let Some(journal) = crate::fsutil::tree_marker(src) else {
+        return Ok(());
+    };
+    if journal == tc.journal_path() {
+        return Ok(()); // ours: recover() handled it
+    }
+    if !journal.exists() {
+        crate::fsutil::clear_tree_marker(src);
+        return Ok(());
+    }
+    let Some(other_dir) = journal.parent() else {
+        return Ok(());
+    };
+    let other = TreeCache {
+        dir: other_dir.to_path_buf(),
+    };
+    recover(&other, ui).map_err(|e| {
+        fail_hint(
+            Status::Input,
+            format!(
+                "{} is still patched by an lp-build run that died, whose journal {} cannot be \
+                 restored from here: {}",
+                src.display(),
+                journal.display(),
+                crate::exit::one_line(&e)
+            ),
+            format!(
+                "run lp-build once as the user of that run, with LP_BUILD_CACHE={}, to restore \
+                 the tree",
+                other_dir.parent().unwrap_or(other_dir).display()
+            ),
+        )
+    })?;
+    cache::clear_stale_lock(&other.lock_path());
+    crate::fsutil::clear_tree_marker(src);
+    Ok(())
 }
 
 fn recover(tc: &TreeCache, ui: &Ui) -> Result<()> {

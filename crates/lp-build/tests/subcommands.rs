@@ -400,7 +400,7 @@ fn diff_output_replaces_the_file_instead_of_writing_into_it() {
         .arg("-o")
         .arg(&out)
         .arg(&orig)
-        .arg(&compile(t.path(), "other", &ORIG.replace("x * 3", "x * 7")))
+        .arg(compile(t.path(), "other", &ORIG.replace("x * 3", "x * 7")))
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
