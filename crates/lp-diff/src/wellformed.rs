@@ -74,7 +74,8 @@ pub fn relocations(obj: &Object, which: &'static str) -> Result<(), DiffError> {
                     ),
                 ));
             };
-            if !r.offset.checked_add(width).is_some_and(|end| end <= size) {
+            let fits = matches!(r.offset.checked_add(width), Some(end) if end <= size);
+            if !fits {
                 return Err(bad(
                     name(obj, i),
                     format!(
