@@ -138,20 +138,22 @@ pub fn apply_in_scratch(
             }
             let in_tree = src.join(&f.path);
             refuse_symlinked_dirs(src, &f.path, &p.name)?;
-            let content = match fs::symlink_metadata(&in_tree) {
-                Ok(m) if m.is_file() => Some(
-                    fs::read(&in_tree).with_context(|| format!("reading {}", in_tree.display()))?,
-                ),
-                Ok(_) => {
-                    return Err(fail_hint(
+            let content =
+                match fs::symlink_metadata(&in_tree) {
+                    Ok(m) if m.is_file() => Some(crate::input::read_input(
+                        &in_tree,
+                        "source file",
+                        crate::input::Kind::Text,
+                        "the files a patch changes must be readable files of the tree",
+                    )?),
+                    Ok(_) => return Err(fail_hint(
                         Status::Input,
                         format!("{}: {} is not a regular file", p.name, in_tree.display()),
                         "a patch can only change regular files of the tree (not symbolic links, \
                          directories or devices)",
-                    ))
-                }
-                Err(_) => None,
-            };
+                    )),
+                    Err(_) => None,
+                };
             if content.is_none() && f.change != FileChange::Create {
                 return Err(fail_hint(
                     Status::Input,

@@ -69,9 +69,19 @@ fn main() -> ExitCode {
                 eprintln!("  hint: nothing was written; run the command again to finish it");
             } else {
                 eprintln!("lp-build: {word}: {}", one_line(&e));
-                if let Some(h) = hint_of(&e) {
-                    eprintln!("  hint: {h}");
-                }
+                // Every error gets a hint: its own, else what its status calls for.
+                let fallback = match status {
+                    Status::Input => {
+                        "check that the file named above exists, is readable, and that its file \
+                         system has free space"
+                    }
+                    Status::Build => "the build log named above says why",
+                    _ => {
+                        "this is a bug in lp-build: please report it with the command line and \
+                         the --keep-tmp directory"
+                    }
+                };
+                eprintln!("  hint: {}", hint_of(&e).unwrap_or(fallback));
             }
             ExitCode::from(status.code())
         }

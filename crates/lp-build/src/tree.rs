@@ -2,7 +2,7 @@
 //! before anything is built or changed.
 
 use crate::exit::{fail_hint, Status};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -36,8 +36,13 @@ pub fn open_source(src: &Path) -> Result<SourceTree> {
             "run lp-build in the kernel source directory or pass it with -s/--sourcedir",
         ));
     }
-    let text =
-        fs::read_to_string(&makefile).with_context(|| format!("reading {}", makefile.display()))?;
+    let text = String::from_utf8_lossy(&crate::input::read_input(
+        &makefile,
+        "the tree's Makefile",
+        crate::input::Kind::Text,
+        "run lp-build in the kernel source directory or pass it with -s/--sourcedir",
+    )?)
+    .into_owned();
     let version = parse_version(&text).ok_or_else(|| {
         fail_hint(
             Status::Input,
