@@ -273,13 +273,9 @@ fn write_patch_object(out: &Path, object: &[u8], record: &[u8]) -> Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
-    let _lock = crate::fsutil::lock_dir(&dir).map_err(|e| {
-        fail_hint(
-            Status::Input,
-            format!("locking the output directory {}: {e:#}", dir.display()),
-            DIFF_OUTPUT_HINT,
-        )
-    })?;
+    // The directory may be new (write_output creates it): lock it once it exists.
+    let _ = fs::create_dir_all(&dir);
+    let _lock = crate::fsutil::lock_dir(&dir)?;
     crate::pipeline::write_output(out, object, DIFF_OUTPUT_HINT)?;
     if let Some(marker) = std::env::var_os(ENV_TEST_PAUSE_OUTPUT) {
         let _ = fs::write(&marker, b"");

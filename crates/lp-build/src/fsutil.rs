@@ -67,18 +67,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// An exclusive `flock` on a directory, held until dropped. Waits for another holder, looking
-/// at the SIGINT/SIGTERM flag meanwhile.
-pub fn lock_dir(dir: &Path) -> Result<fs::File> {
+/// at the SIGINT/SIGTERM flag meanwhile. `None` where the directory cannot be opened or its
+/// file system cannot lock it (the write that follows reports a missing directory).
+pub fn lock_dir(dir: &Path) -> Result<Option<fs::File>> {
     use std::os::unix::io::AsRawFd;
-    let f = fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let Ok(f) = fs::File::open(dir) else {
+        return Ok(None);
+    };
     loop {
         // SAFETY: flock on a descriptor this function owns.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(f);
+            return Ok(Some(f));
         }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
-            return Err(anyhow::Error::from(e).context(format!("locking {}", dir.display())));
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Ok(None);
         }
         crate::signals::check()?;
         std::thread::sleep(std::time::Duration::from_millis(20));
