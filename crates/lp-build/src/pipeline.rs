@@ -1219,7 +1219,14 @@ fn build_module(
             "# Prebuilt by lp-build: a patch object exports no symbol (no #SYMVER line).\n",
         )?;
     }
-    fs::write(dir.join("Kbuild"), lp_emit::kbuild_file(spec, &names))?;
+    // Reproducible modules: this run's temporary directory must leave no trace in the module
+    // (debug information, `__FILE__`), so the same inputs give the same bytes.
+    let kbuild = format!(
+        "{}ccflags-y += -ffile-prefix-map={}=.\n",
+        lp_emit::kbuild_file(spec, &names),
+        dir.display()
+    );
+    fs::write(dir.join("Kbuild"), kbuild)?;
     let mut cmd = Command::new("make");
     cmd.arg("-C")
         .arg(&c.src.path)
