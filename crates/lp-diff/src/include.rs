@@ -329,8 +329,11 @@ impl Ctx<'_, '_> {
                 Target::Sec { sec: t, .. } => ctx.plan.sec_incl[t] && p.obj.sections[t].is_exec(),
                 _ => false,
             };
-            let Some(size) =
-                special::entry_size_for(spec, &self.opts.entry_sizes, relocs).filter(|&n| n > 0)
+            // Not given: the section's own sh_entsize, when it has one (objtool sets it).
+            let own = p.obj.sections[sec].entsize;
+            let Some(size) = special::entry_size_for(spec, &self.opts.entry_sizes, relocs)
+                .filter(|&n| n > 0)
+                .or((own > 0).then_some(own))
             else {
                 if relocs.iter().any(|r| anchored(self, r)) {
                     self.error(
@@ -359,7 +362,14 @@ impl Ctx<'_, '_> {
             }
             if let Some(par) = spec.parallel {
                 if let Some(ps) = p.obj.section_by_name(par) {
-                    let psize = self.opts.entry_sizes.get(par).copied().filter(|&n| n > 0);
+                    let own = p.obj.sections[ps].entsize;
+                    let psize = self
+                        .opts
+                        .entry_sizes
+                        .get(par)
+                        .copied()
+                        .filter(|&n| n > 0)
+                        .or((own > 0).then_some(own));
                     match psize {
                         Some(ps_size) => {
                             self.plan.special_sizes.insert(ps, ps_size);

@@ -331,3 +331,31 @@ fn unrelated_objects_give_a_warning() {
         }
     }
 }
+
+/// With no size given, a table whose own `sh_entsize` is set is read with it (objtool sets it on
+/// the ORC tables): the same patch object as with the size given.
+#[test]
+fn section_entsize_is_used_when_no_size_is_given() {
+    let c = case(CASE);
+    let (orig, mut patched) = read(&c);
+    let given = diff(&orig, &patched, &opts(&c)).unwrap();
+    assert_eq!(given.outcome, Outcome::Patch);
+    let idx = section_index(&patched, ".orc_unwind");
+    set_shdr_u64(&mut patched, idx, 56, 6);
+    let mut o = opts(&c);
+    o.entry_sizes.remove(".orc_unwind");
+    let own = diff(&orig, &patched, &o).unwrap();
+    assert_eq!(own.outcome, Outcome::Patch, "{:?}", own.errors);
+    // Only the header's sh_entsize differs.
+    let sections = |b: &[u8]| {
+        let obj = lp_elf::Object::parse(b).unwrap();
+        obj.sections
+            .iter()
+            .map(|s| (s.name_str().into_owned(), s.data.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        sections(given.output.as_deref().unwrap()),
+        sections(own.output.as_deref().unwrap())
+    );
+}
