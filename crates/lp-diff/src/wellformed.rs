@@ -1,8 +1,9 @@
 //! What the differ checks before it trusts an object: every relocation section applies to a
 //! section with contents, with relocation types it knows and fields inside that section; every
-//! special section is a whole number of entries of the size the caller gave, with a relocation
-//! at the start of each entry and none straddling two (a wrong `--entry-size` would otherwise
-//! cut entries in the wrong places and write a corrupt table).
+//! special section the patch reads is cut into entries that fit it: its `sh_entsize`, a
+//! relocation at the start of each entry, none straddling two, each field relocated alike in
+//! every entry, parallel tables of equal length (a wrong `--entry-size` would otherwise cut
+//! entries in the wrong places and write a corrupt table, or lose them).
 //!
 //! It must never change the objects: it only says what is wrong, as a [`DiffError`].
 
