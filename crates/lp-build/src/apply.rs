@@ -5,7 +5,7 @@
 //! Hunks may move (an offset) but must match their context exactly (`--fuzz=0`): a livepatch is
 //! built for one exact source, and a fuzzy match can change the wrong lines.
 
-use crate::exit::{fail, fail_hint, Status};
+use crate::exit::{fail_hint, Status};
 use crate::patchfile::{FileChange, Patch};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
@@ -96,6 +96,32 @@ pub fn interpret_patch_output(input: &PatchInput, output: &str) -> PatchReport {
     report
 }
 
+/// Refuses a path whose directories, inside the tree, include a symbolic link: writing the
+/// patched file there would change a file outside the tree (or elsewhere in it).
+fn refuse_symlinked_dirs(src: &Path, rel: &str, patch: &str) -> Result<()> {
+    let mut dir = src.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    for part in parts.iter().take(parts.len().saturating_sub(1)) {
+        dir.push(part);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(fail_hint(
+                    Status::Input,
+                    format!(
+                        "{patch}: {rel} is under {}, a symbolic link to a directory",
+                        dir.display()
+                    ),
+                    "a patch can only change files inside the tree: replace the link by the \
+                     directory itself, or patch the tree it points to",
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => break, // a new directory: created by the patch, inside the tree
+        }
+    }
+    Ok(())
+}
+
 /// Applies `patches` in order to copies of the files they touch, made in `scratch`; returns the
 /// original and patched contents of every touched file, in path order.
 pub fn apply_in_scratch(
@@ -111,18 +137,23 @@ pub fn apply_in_scratch(
                 continue;
             }
             let in_tree = src.join(&f.path);
-            let content = match fs::symlink_metadata(&in_tree) {
-                Ok(m) if m.is_file() => Some(
-                    fs::read(&in_tree).with_context(|| format!("reading {}", in_tree.display()))?,
-                ),
-                Ok(_) => {
-                    return Err(fail(
+            refuse_symlinked_dirs(src, &f.path, &p.name)?;
+            let content =
+                match fs::symlink_metadata(&in_tree) {
+                    Ok(m) if m.is_file() => Some(crate::input::read_input(
+                        &in_tree,
+                        "source file",
+                        crate::input::Kind::Text,
+                        "the files a patch changes must be readable files of the tree",
+                    )?),
+                    Ok(_) => return Err(fail_hint(
                         Status::Input,
                         format!("{}: {} is not a regular file", p.name, in_tree.display()),
-                    ))
-                }
-                Err(_) => None,
-            };
+                        "a patch can only change regular files of the tree (not symbolic links, \
+                         directories or devices)",
+                    )),
+                    Err(_) => None,
+                };
             if content.is_none() && f.change != FileChange::Create {
                 return Err(fail_hint(
                     Status::Input,

@@ -5,7 +5,8 @@
 //! `~/.cache/lp-build`):
 //!
 //! ```text
-//! <root>/<tree hash>/lock             flock + PID of the run using this source tree
+//! <root>/<tree hash>/lock             flock + PID of the run using this source tree (the tree's
+//!                                    own directory is flocked too, whatever the cache)
 //! <root>/<tree hash>/journal.json     what the current run changed (see journal.rs)
 //! <root>/<tree hash>/work/            backups of sources, saved objects
 //! <root>/<tree hash>/bin/lp-build     -> the lp-build binary (a stable CC for kbuild)
@@ -237,11 +238,38 @@ fn changed_in(dir: &Path, since: SystemTime) -> Option<PathBuf> {
     None
 }
 
-/// The lock of one source tree: an flock on the lock file (released by the kernel when the
-/// holder dies) with the holder's PID inside for messages.
+/// The lock of one source tree: an flock on the source tree's own directory, which every run
+/// on that tree takes whatever its cache (`sudo` beside a normal user, two CI jobs with their
+/// own `LP_BUILD_CACHE`), and an flock on the lock file of the tree's cache (both released by
+/// the kernel when the holder dies), with the holder's PID inside for messages and recovery.
 #[derive(Debug)]
 pub struct Lock {
     file: fs::File,
+    _tree: Option<fs::File>,
+}
+
+/// An exclusive flock on directory `src` itself (no file is created in the tree). `None` where
+/// the file system cannot lock a directory (then only the cache's lock guards the tree).
+fn lock_tree_dir(src: &Path) -> Result<Option<fs::File>> {
+    let Ok(dir) = fs::File::open(src) else {
+        return Ok(None);
+    };
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(Some(dir));
+    }
+    if std::io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK) {
+        return Err(fail_hint(
+            Status::Input,
+            format!(
+                "another lp-build is working on {} (it holds the tree's own lock; its cache may \
+                 be another one, of another user or LP_BUILD_CACHE)",
+                src.display()
+            ),
+            "wait for it to finish: it has patched the tree and restores it when done",
+        ));
+    }
+    Ok(None)
 }
 
 /// A previous run that died holding the lock.
@@ -265,6 +293,7 @@ impl Lock {
     /// Takes the lock of the tree `src` at `path`, or fails naming the run that holds it.
     /// Returns the lock and, when the previous holder died without releasing it, its PID.
     pub fn acquire(path: &Path, src: &Path) -> Result<(Lock, Option<Stale>)> {
+        let tree = lock_tree_dir(src)?;
         let mut file = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -298,7 +327,19 @@ impl Lock {
         file.rewind().context("rewinding the lock")?;
         writeln!(file, "{}", std::process::id()).context("writing the lock")?;
         file.flush().context("writing the lock")?;
-        Ok((Lock { file }, stale))
+        Ok((Lock { file, _tree: tree }, stale))
+    }
+}
+
+/// Empties the lock file at `path` left by a run that died, when no live run holds it (best
+/// effort: the lock of another user's cache may not be writable).
+pub fn clear_stale_lock(path: &Path) {
+    let Ok(file) = fs::OpenOptions::new().write(true).open(path) else {
+        return;
+    };
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        let _ = file.set_len(0);
     }
 }
 

@@ -1,8 +1,9 @@
 //! The `diff` and `check` subcommands: the differ and the validator on single files.
 
 use crate::cli::{CheckArgs, DiffArgs};
-use crate::exit::{fail, fail_hint, Status};
+use crate::exit::{fail_hint, Status};
 use crate::fsutil::sha256_hex;
+use crate::input::{self, Kind};
 use crate::kbuild::{export_crcs, parse_symvers, vmlinux_exports};
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -15,34 +16,42 @@ pub fn alias_prefix(source_name: &str) -> String {
     format!("__lp_{}_", &sha256_hex(source_name.as_bytes())[..8])
 }
 
-/// Reads an input file, as an input error naming it.
-pub fn read_input(path: &Path, what: &str) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|e| {
-        fail_hint(
-            Status::Input,
-            format!("{what} {}: {e}", path.display()),
-            "check the path: the file must exist and be readable",
-        )
-    })
+/// Reads an input file (bounded, interruptible), as an input error naming it.
+pub fn read_input(path: &Path, what: &str, kind: Kind) -> Result<Vec<u8>> {
+    input::read_input(
+        path,
+        what,
+        kind,
+        "check the path: the file must exist and be readable",
+    )
 }
 
 /// Reads and parses a `Module.symvers`.
 fn read_symvers(path: &Path) -> Result<Vec<crate::kbuild::Export>> {
-    let text = fs::read_to_string(path).map_err(|e| {
-        fail_hint(
-            Status::Input,
-            format!("Module.symvers {}: {e}", path.display()),
-            "pass the Module.symvers of the kernel's build directory",
-        )
-    })?;
-    Ok(parse_symvers(&text))
+    let bytes = input::read_input(
+        path,
+        "Module.symvers",
+        Kind::Text,
+        "pass the Module.symvers of the kernel's build directory",
+    )?;
+    Ok(parse_symvers(&String::from_utf8_lossy(&bytes)))
 }
 
 /// Reads the symbol table of a parent (vmlinux or a .ko).
 pub fn read_parent(path: &Path, is_vmlinux: bool) -> Result<lp_diff::Parent> {
-    let bytes = read_input(path, "parent")?;
-    let obj = lp_elf::Object::parse_symbols_only(&bytes)
-        .map_err(|e| fail(Status::Input, format!("parent {}: {e}", path.display())))?;
+    let kind = if is_vmlinux {
+        Kind::Vmlinux
+    } else {
+        Kind::Object
+    };
+    let bytes = read_input(path, "parent", kind)?;
+    let obj = lp_elf::Object::parse_symbols_only(&bytes).map_err(|e| {
+        fail_hint(
+            Status::Input,
+            format!("parent {}: {e}", path.display()),
+            "pass the running kernel's unstripped vmlinux, or the module's .ko, with --parent",
+        )
+    })?;
     Ok(lp_diff::Parent::from_object(&obj, is_vmlinux))
 }
 
@@ -98,8 +107,11 @@ struct DiffJson<'a> {
 
 /// `lp-build diff`.
 pub fn diff(args: &DiffArgs) -> Result<Status> {
-    let orig = read_input(&args.orig, "ORIG object")?;
-    let patched = read_input(&args.patched, "PATCHED object")?;
+    if let Some(out) = &args.output {
+        refuse_output_over_inputs(out, args)?;
+    }
+    let orig = read_input(&args.orig, "ORIG object", Kind::Object)?;
+    let patched = read_input(&args.patched, "PATCHED object", Kind::Object)?;
     check_machine(&orig, &args.orig)?;
     check_machine(&patched, &args.patched)?;
     let object_name = match (&args.object_name, &args.parent) {
@@ -145,27 +157,22 @@ pub fn diff(args: &DiffArgs) -> Result<Status> {
     let r = lp_diff::diff(&orig, &patched, &opts).map_err(|e| {
         // Name the file that is wrong (both for a mismatch).
         let named = match &e {
-            lp_diff::DiffError::Elf { which: "orig", .. } => args.orig.display().to_string(),
+            lp_diff::DiffError::Elf { which: "orig", .. }
+            | lp_diff::DiffError::Relocations { which: "orig", .. } => {
+                args.orig.display().to_string()
+            }
             lp_diff::DiffError::Mismatch(_) => {
                 format!("{} and {}", args.orig.display(), source_name)
             }
             _ => source_name.clone(),
         };
-        fail_hint(
-            Status::Input,
-            format!("{named}: {e}"),
-            "ORIG and PATCHED must be complete relocatable objects (.o) of this architecture, \
-                 built the same way",
-        )
+        fail_hint(Status::Input, format!("{named}: {e}"), diff_error_hint(&e))
     })?;
+    crate::signals::check()?;
     let mut written = None;
     if let (Some(out), Some(bytes)) = (&args.output, &r.output) {
-        fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
-        let mut rec_path = out.as_os_str().to_owned();
-        rec_path.push(".json");
         let rec = serde_json::to_vec_pretty(&r.record).context("encoding the patch record")?;
-        fs::write(&rec_path, rec)
-            .with_context(|| format!("writing {}", Path::new(&rec_path).display()))?;
+        write_patch_object(out, bytes, &rec)?;
         written = Some(out.display().to_string());
     }
     if args.json {
@@ -191,6 +198,97 @@ pub fn diff(args: &DiffArgs) -> Result<Status> {
     }
     Ok(outcome_status(r.outcome))
 }
+
+/// What to do about an error of the differ.
+pub fn diff_error_hint(e: &lp_diff::DiffError) -> &'static str {
+    match e {
+        lp_diff::DiffError::EntrySize { .. } => {
+            "pass --entry-size SECTION=BYTES with the sizeof of the section's entry struct in the \
+             kernel the objects were built for (lp-build --patch measures it with a probe module)"
+        }
+        lp_diff::DiffError::Relocations { .. } => {
+            "the object is corrupt or was not made by the kernel's compiler and assembler: \
+             rebuild it"
+        }
+        _ => {
+            "ORIG and PATCHED must be complete relocatable objects (.o) of this architecture, \
+             built the same way"
+        }
+    }
+}
+
+/// True when `a` and `b` name the same existing file (same device and inode).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+/// `diff -o OUT` must not write over one of its inputs (OUT or OUT.json).
+fn refuse_output_over_inputs(out: &Path, args: &DiffArgs) -> Result<()> {
+    let json = json_path(out);
+    let inputs = [
+        Some(args.orig.as_path()),
+        Some(args.patched.as_path()),
+        args.parent.as_deref(),
+        args.symvers.as_deref(),
+    ];
+    for input in inputs.into_iter().flatten() {
+        for o in [out, json.as_path()] {
+            if same_file(o, input) {
+                return Err(fail_hint(
+                    Status::Usage,
+                    format!(
+                        "--output {} would overwrite the input {}",
+                        o.display(),
+                        input.display()
+                    ),
+                    "write the patch object to another path with -o/--output",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn json_path(out: &Path) -> std::path::PathBuf {
+    let mut p = out.as_os_str().to_owned();
+    p.push(".json");
+    p.into()
+}
+
+/// Test-only hook: with `LP_BUILD_TEST_PAUSE_OUTPUT=FILE`, `diff -o` creates FILE after writing
+/// the object and before its record, and waits (at most 60 s) until FILE is removed, so a test
+/// can run a second `diff` to the same output in that window.
+pub const ENV_TEST_PAUSE_OUTPUT: &str = "LP_BUILD_TEST_PAUSE_OUTPUT";
+
+/// Writes the patch object and its record: each atomically (a temporary file renamed over the
+/// output, so a kill or a full disk leaves the previous file or none, never a truncated one),
+/// and both under a lock on the output's directory, so two runs to one output cannot leave one
+/// run's object beside the other's record.
+fn write_patch_object(out: &Path, object: &[u8], record: &[u8]) -> Result<()> {
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    // The directory may be new (write_output creates it): lock it once it exists.
+    let _ = fs::create_dir_all(&dir);
+    let _lock = crate::fsutil::lock_dir(&dir)?;
+    crate::pipeline::write_output(out, object, DIFF_OUTPUT_HINT)?;
+    if let Some(marker) = std::env::var_os(ENV_TEST_PAUSE_OUTPUT) {
+        let _ = fs::write(&marker, b"");
+        let start = std::time::Instant::now();
+        while Path::new(&marker).exists() && start.elapsed().as_secs() < 60 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    crate::pipeline::write_output(&json_path(out), record, DIFF_OUTPUT_HINT)
+}
+
+const DIFF_OUTPUT_HINT: &str =
+    "pass a writable path on a file system with free space with -o/--output";
 
 /// Prints one object's diff result as text.
 pub fn print_diff_text(source: &str, r: &lp_diff::DiffResult) {
@@ -223,7 +321,15 @@ struct ProblemJson<'a> {
 
 /// `lp-build check`.
 pub fn check(args: &CheckArgs) -> Result<Status> {
-    let ko = read_input(&args.module, "module")?;
+    let ko = read_input(&args.module, "module", Kind::Object)?;
+    // What is not a module at all is a bad input (as for `diff`), not a broken rule.
+    if let Err(e) = lp_elf::Object::parse(&ko) {
+        return Err(fail_hint(
+            Status::Input,
+            format!("module {}: {e}", args.module.display()),
+            "pass a kernel module (.ko) file",
+        ));
+    }
     let (exports, crcs) = match &args.symvers {
         Some(s) => {
             let list = read_symvers(s)?;
@@ -241,9 +347,14 @@ pub fn check(args: &CheckArgs) -> Result<Status> {
     };
     let (symbol_counts, vermagic) = match &args.vmlinux {
         Some(v) => {
-            let bytes = read_input(v, "vmlinux")?;
-            let obj = lp_elf::Object::parse_symbols_only(&bytes)
-                .map_err(|e| fail(Status::Input, format!("vmlinux {}: {e}", v.display())))?;
+            let bytes = read_input(v, "vmlinux", Kind::Vmlinux)?;
+            let obj = lp_elf::Object::parse_symbols_only(&bytes).map_err(|e| {
+                fail_hint(
+                    Status::Input,
+                    format!("vmlinux {}: {e}", v.display()),
+                    "pass the kernel's unstripped vmlinux with --vmlinux",
+                )
+            })?;
             let counts = lp_diff::Parent::from_object(&obj, true).name_counts();
             let vermagic = crate::vermagic::kernel_vermagic(&bytes).ok_or_else(|| {
                 fail_hint(
@@ -271,6 +382,7 @@ pub fn check(args: &CheckArgs) -> Result<Status> {
         code_tables: None,
     };
     let problems = lp_emit::validate(&ko, &ctx);
+    crate::signals::check()?;
     let name = args.module.display().to_string();
     if args.json {
         let list: Vec<ProblemJson> = problems

@@ -358,6 +358,7 @@ impl Changes {
             dir_times,
         };
         write_journal(journal_path, &journal)?;
+        crate::fsutil::set_tree_marker(src, journal_path);
         Ok(Changes {
             journal,
             journal_path: journal_path.to_path_buf(),
@@ -422,6 +423,9 @@ fn write_journal(path: &Path, j: &Journal) -> Result<()> {
 fn finish(journal_path: &Path, j: &Journal) -> Result<()> {
     fs::remove_file(journal_path)
         .with_context(|| format!("removing {}", journal_path.display()))?;
+    if crate::fsutil::tree_marker(&j.src).as_deref() == Some(journal_path) {
+        crate::fsutil::clear_tree_marker(&j.src);
+    }
     let _ = fs::remove_dir_all(&j.backup_dir);
     let _ = fs::remove_dir_all(&j.save_dir);
     Ok(())

@@ -1,7 +1,7 @@
 //! lp-build, the build driver: from a kernel source patch to a livepatch module.
 //!
 //! Code map (one module per concept, in pipeline order; see [`pipeline`] for the phases):
-//! [`cli`] the command line; [`patchfile`] parsing unified diffs; [`apply`] applying them to a
+//! [`cli`] the command line; [`input`] bounded, interruptible reads of input files; [`patchfile`] parsing unified diffs; [`apply`] applying them to a
 //! scratch copy; [`tree`] checks of the kernel tree, configuration, vmlinux and compiler;
 //! [`cache`] the cached function-sections build, its key, stamp and lock; [`journal`] the
 //! crash-safe record of what a run changes and the restore; [`ccwrap`] the compiler wrapper
@@ -23,6 +23,7 @@ pub mod commands;
 pub mod exit;
 pub mod fsutil;
 pub mod ftrace_sites;
+pub mod input;
 pub mod journal;
 pub mod kbuild;
 pub mod patchfile;

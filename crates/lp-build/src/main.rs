@@ -34,14 +34,18 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .try_init();
+    // Before anything that can block (reading a patch from a FIFO): SIGINT and SIGTERM set
+    // a flag every wait looks at.
+    if let Err(e) = lp_build::signals::install() {
+        eprintln!("lp-build: error: {e:#}");
+        eprintln!("  hint: this is a bug in lp-build or a very unusual system: please report it");
+        return ExitCode::from(Status::Internal.code());
+    }
+    let pipeline = cli.command.is_none();
     let result = match &cli.command {
         Some(Command::Diff(d)) => lp_build::commands::diff(d),
         Some(Command::Check(c)) => lp_build::commands::check(c),
         None => {
-            if let Err(e) = lp_build::signals::install() {
-                eprintln!("lp-build: error: {e:#}");
-                return ExitCode::from(Status::Internal.code());
-            }
             let ui = lp_build::ui::Ui::new(debug);
             lp_build::pipeline::run(&cli.build, &ui).map(|o| o.status)
         }
@@ -57,12 +61,27 @@ fn main() -> ExitCode {
                 _ => "error",
             };
             if status == Status::Interrupted {
-                eprintln!("lp-build: interrupted: the tree and the cache build were restored");
+                if pipeline {
+                    eprintln!("lp-build: interrupted: the tree and the cache build were restored");
+                } else {
+                    eprintln!("lp-build: interrupted: {}", one_line(&e));
+                }
+                eprintln!("  hint: nothing was written; run the command again to finish it");
             } else {
                 eprintln!("lp-build: {word}: {}", one_line(&e));
-                if let Some(h) = hint_of(&e) {
-                    eprintln!("  hint: {h}");
-                }
+                // Every error gets a hint: its own, else what its status calls for.
+                let fallback = match status {
+                    Status::Input => {
+                        "check that the file named above exists, is readable, and that its file \
+                         system has free space"
+                    }
+                    Status::Build => "the build log named above says why",
+                    _ => {
+                        "this is a bug in lp-build: please report it with the command line and \
+                         the --keep-tmp directory"
+                    }
+                };
+                eprintln!("  hint: {}", hint_of(&e).unwrap_or(fallback));
             }
             ExitCode::from(status.code())
         }

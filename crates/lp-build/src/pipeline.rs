@@ -21,7 +21,7 @@ use crate::cache::{self, CacheEntry, Lock, Stamp, TreeCache, KCFLAGS};
 use crate::ccwrap;
 use crate::cli::{BuildArgs, StopAfter};
 use crate::commands::{alias_prefix, outcome_name, print_diff_text};
-use crate::exit::{fail, fail_hint, Status};
+use crate::exit::{fail_hint, Status};
 use crate::fsutil::{copy_with_mtime, secs, sha256_hex, write_atomic};
 use crate::journal::{self, Changes, SAVED_OBJECTS};
 use crate::kbuild::{self, Objects, Owner};
@@ -239,13 +239,12 @@ fn read_patches(paths: &[PathBuf]) -> Result<Vec<PatchInput>> {
     let mut out = Vec::new();
     let mut refusals = Vec::new();
     for path in paths {
-        let bytes = fs::read(path).map_err(|e| {
-            fail_hint(
-                Status::Input,
-                format!("patch {}: {e}", path.display()),
-                "pass the patch file with -p/--patch (a path relative to the current directory)",
-            )
-        })?;
+        let bytes = crate::input::read_input(
+            path,
+            "patch",
+            crate::input::Kind::Patch,
+            "pass the patch file with -p/--patch (a path relative to the current directory)",
+        )?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -313,6 +312,7 @@ fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
         ));
     }
     recover(&tc, ui)?;
+    recover_other_cache(&src.path, &tc, ui)?;
     let vmlinux_path = match &args.vmlinux {
         Some(v) => v.clone(),
         None => default_vmlinux().ok_or_else(|| {
@@ -587,14 +587,22 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
     let span = tracing::info_span!("phase", name = "diff").entered();
     test_pause_diff();
     let symvers = c.user_build.dir.join("Module.symvers");
-    let symvers_list = kbuild::parse_symvers(
-        &fs::read_to_string(&symvers).with_context(|| format!("reading {}", symvers.display()))?,
-    );
+    let symvers_list = kbuild::parse_symvers(&String::from_utf8_lossy(&crate::input::read_input(
+        &symvers,
+        "Module.symvers",
+        crate::input::Kind::Text,
+        "the running kernel's build directory must hold its Module.symvers",
+    )?));
     let exports = kbuild::vmlinux_exports(&symvers_list);
     let crcs = kbuild::export_crcs(&symvers_list);
     let all_exports: HashSet<String> = symvers_list.into_iter().map(|e| e.symbol).collect();
-    let vmlinux_obj = lp_elf::Object::parse_symbols_only(&c.vmlinux.bytes)
-        .map_err(|e| fail(Status::Input, format!("{}: {e}", c.vmlinux.path.display())))?;
+    let vmlinux_obj = lp_elf::Object::parse_symbols_only(&c.vmlinux.bytes).map_err(|e| {
+        fail_hint(
+            Status::Input,
+            format!("{}: {e}", c.vmlinux.path.display()),
+            "pass the running kernel's unstripped vmlinux with -v/--vmlinux",
+        )
+    })?;
     let vmlinux_parent = lp_diff::Parent::from_object(&vmlinux_obj, true);
     drop(vmlinux_obj);
     let mut parents: BTreeMap<String, lp_diff::Parent> = BTreeMap::new();
@@ -605,16 +613,20 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
                 continue;
             }
             let ko = c.user_build.dir.join(format!("{path}.ko"));
-            let bytes = fs::read(&ko).map_err(|e| {
+            let bytes = crate::input::read_input(
+                &ko,
+                "module",
+                crate::input::Kind::Object,
+                "the patch changes a module: its .ko must be in the running kernel's build \
+                 directory",
+            )?;
+            let obj = lp_elf::Object::parse_symbols_only(&bytes).map_err(|e| {
                 fail_hint(
                     Status::Input,
-                    format!("module {}: {e}", ko.display()),
-                    "the patch changes a module: its .ko must be in the running kernel's build \
-                     directory",
+                    format!("{}: {e}", ko.display()),
+                    "the running kernel's build directory must hold the module's .ko as built",
                 )
             })?;
-            let obj = lp_elf::Object::parse_symbols_only(&bytes)
-                .map_err(|e| fail(Status::Input, format!("{}: {e}", ko.display())))?;
             parents.insert(name.clone(), lp_diff::Parent::from_object(&obj, false));
         }
     }
@@ -866,6 +878,48 @@ impl Drop for TmpGuard {
 /// The file holding the process group of the make that builds in the patched tree.
 fn pgid_file(tc: &TreeCache) -> PathBuf {
     tc.dir.join("make.pgid")
+}
+
+/// A run with another cache (another user, another `LP_BUILD_CACHE`) that died with the tree
+/// patched left the tree's marker naming its journal: restore the tree from it, or say how to.
+/// (The tree's own lock, held now, proves that run is gone.)
+fn recover_other_cache(src: &Path, tc: &TreeCache, ui: &Ui) -> Result<()> {
+    let Some(journal) = crate::fsutil::tree_marker(src) else {
+        return Ok(());
+    };
+    if journal == tc.journal_path() {
+        return Ok(()); // ours: recover() handled it
+    }
+    if !journal.exists() {
+        crate::fsutil::clear_tree_marker(src);
+        return Ok(());
+    }
+    let Some(other_dir) = journal.parent() else {
+        return Ok(());
+    };
+    let other = TreeCache {
+        dir: other_dir.to_path_buf(),
+    };
+    recover(&other, ui).map_err(|e| {
+        fail_hint(
+            Status::Input,
+            format!(
+                "{} is still patched by an lp-build run that died, whose journal {} cannot be \
+                 restored from here: {}",
+                src.display(),
+                journal.display(),
+                crate::exit::one_line(&e)
+            ),
+            format!(
+                "run lp-build once as the user of that run, with LP_BUILD_CACHE={}, to restore \
+                 the tree",
+                other_dir.parent().unwrap_or(other_dir).display()
+            ),
+        )
+    })?;
+    cache::clear_stale_lock(&other.lock_path());
+    crate::fsutil::clear_tree_marker(src);
+    Ok(())
 }
 
 fn recover(tc: &TreeCache, ui: &Ui) -> Result<()> {
@@ -1175,7 +1229,14 @@ fn build_module(
             "# Prebuilt by lp-build: a patch object exports no symbol (no #SYMVER line).\n",
         )?;
     }
-    fs::write(dir.join("Kbuild"), lp_emit::kbuild_file(spec, &names))?;
+    // Reproducible modules: this run's temporary directory must leave no trace in the module
+    // (debug information, `__FILE__`), so the same inputs give the same bytes.
+    let kbuild = format!(
+        "{}ccflags-y += -ffile-prefix-map={}=.\n",
+        lp_emit::kbuild_file(spec, &names),
+        dir.display()
+    );
+    fs::write(dir.join("Kbuild"), kbuild)?;
     let mut cmd = Command::new("make");
     cmd.arg("-C")
         .arg(&c.src.path)
@@ -1240,7 +1301,7 @@ fn build_module(
         _ => converted,
     };
     let out = c.output_dir.join(format!("{}.ko", spec.name));
-    write_output(&out, &converted)?;
+    write_output(&out, &converted, OUTPUT_HINT)?;
     if ui.debug {
         ui.info(&format!("module sources in {}", dir.display()));
     }
@@ -1304,9 +1365,9 @@ fn check_output_dir(dir: &Path) -> Result<()> {
 /// disk (the file system cannot be filled from a test).
 pub const ENV_TEST_FAIL_WRITE: &str = "LP_BUILD_TEST_FAIL_WRITE";
 
-/// Writes an output file (the module, its report) atomically; a failure is an input/output
-/// error with a hint.
-fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes an output file (the module, its report, `diff`'s patch object) atomically; a failure
+/// is an input/output error with `hint`.
+pub(crate) fn write_output(path: &Path, bytes: &[u8], hint: &str) -> Result<()> {
     let r = if std::env::var_os(ENV_TEST_FAIL_WRITE).is_some_and(|v| v == "ENOSPC") {
         Err(
             anyhow::Error::from(std::io::Error::from_raw_os_error(libc::ENOSPC))
@@ -1319,7 +1380,7 @@ fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
         fail_hint(
             Status::Input,
             format!("writing the output {}: {}", path.display(), e.root_cause()),
-            OUTPUT_HINT,
+            hint.to_string(),
         )
     })
 }
@@ -1343,7 +1404,7 @@ fn write_report(args: &BuildArgs, c: &Checked, report: &Report) -> Result<()> {
         return Ok(());
     }
     let p = c.output_dir.join(format!("{}.json", c.module));
-    write_output(&p, &serde_json::to_vec_pretty(report)?)?;
+    write_output(&p, &serde_json::to_vec_pretty(report)?, OUTPUT_HINT)?;
     eprintln!("wrote {}", p.display());
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! Checks of the kernel tree, its configuration, the running kernel's vmlinux and the compiler,
 //! before anything is built or changed.
 
-use crate::exit::{fail, fail_hint, Status};
-use anyhow::{Context, Result};
+use crate::exit::{fail_hint, Status};
+use anyhow::Result;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -36,15 +36,21 @@ pub fn open_source(src: &Path) -> Result<SourceTree> {
             "run lp-build in the kernel source directory or pass it with -s/--sourcedir",
         ));
     }
-    let text =
-        fs::read_to_string(&makefile).with_context(|| format!("reading {}", makefile.display()))?;
+    let text = String::from_utf8_lossy(&crate::input::read_input(
+        &makefile,
+        "the tree's Makefile",
+        crate::input::Kind::Text,
+        "run lp-build in the kernel source directory or pass it with -s/--sourcedir",
+    )?)
+    .into_owned();
     let version = parse_version(&text).ok_or_else(|| {
-        fail(
+        fail_hint(
             Status::Input,
             format!(
                 "{}: no VERSION/PATCHLEVEL/SUBLEVEL lines",
                 makefile.display()
             ),
+            "run lp-build in the kernel source directory or pass it with -s/--sourcedir",
         )
     })?;
     Ok(SourceTree { path, version })
@@ -113,22 +119,24 @@ pub fn parse_config(text: &str) -> BTreeMap<String, String> {
 
 /// Reads a `.config`.
 pub fn read_config(path: &Path) -> Result<(String, BTreeMap<String, String>)> {
-    let text = fs::read_to_string(path).map_err(|e| {
-        fail_hint(
-            Status::Input,
-            format!("kernel configuration {}: {e}", path.display()),
-            "pass the running kernel's configuration with -c/--config (the kernel tree is not \
-             configured)",
-        )
-    })?;
+    let bytes = crate::input::read_input(
+        path,
+        "kernel configuration",
+        crate::input::Kind::Text,
+        "pass the running kernel's configuration with -c/--config (the kernel tree is not \
+         configured)",
+    )?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     let map = parse_config(&text);
     if map.is_empty() {
-        return Err(fail(
+        return Err(fail_hint(
             Status::Input,
             format!(
                 "{} is not a kernel configuration (no CONFIG_ lines)",
                 path.display()
             ),
+            "pass the running kernel's .config (from its build directory or /boot/config-*) \
+             with -c/--config",
         ));
     }
     Ok((text, map))
@@ -195,13 +203,12 @@ pub struct VmlinuxInfo {
 /// Reads vmlinux: an ELF file with a symbol table.
 pub fn check_vmlinux(path: &Path) -> Result<VmlinuxInfo> {
     use object::read::{Object as _, ObjectSection as _};
-    let bytes = fs::read(path).map_err(|e| {
-        fail_hint(
-            Status::Input,
-            format!("vmlinux {}: {e}", path.display()),
-            "pass the running kernel's vmlinux (in its build directory) with -v/--vmlinux",
-        )
-    })?;
+    let bytes = crate::input::read_input(
+        path,
+        "vmlinux",
+        crate::input::Kind::Vmlinux,
+        "pass the running kernel's vmlinux (in its build directory) with -v/--vmlinux",
+    )?;
     let file = object::read::File::parse(&*bytes).map_err(|e| {
         fail_hint(
             Status::Input,
@@ -249,12 +256,13 @@ pub fn compiler_version(cc: &str) -> Result<String> {
             .unwrap_or("")
             .trim()
             .to_string()),
-        Ok(o) => Err(fail(
+        Ok(o) => Err(fail_hint(
             Status::Input,
             format!(
                 "`{cc} --version` failed: {}",
                 String::from_utf8_lossy(&o.stderr).trim()
             ),
+            "install the compiler the running kernel was built with",
         )),
         Err(e) => Err(fail_hint(
             Status::Input,

@@ -511,3 +511,53 @@ fn disk_full_while_writing_the_output() {
         "files left in the output: {leftovers:?}"
     );
 }
+
+// --- inputs that are not plain files ---
+
+#[test]
+fn patch_from_dev_zero_stops_at_the_limit() {
+    let f = Fake::new();
+    let o = f.run(&[Path::new("/dev/zero")], &[]);
+    assert_failure(&o, 5, "error", &["/dev/zero", "limit of 64 MiB"]);
+}
+
+#[test]
+fn patch_from_a_fifo_nobody_writes_is_interruptible() {
+    let f = Fake::new();
+    let fifo = f.root.join("fix.fifo");
+    run_ok(Command::new("mkfifo").arg(&fifo));
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let mut child = f
+            .command(&[&fifo], &[])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        signal(&child, sig);
+        let status = wait_child(&mut child);
+        assert_eq!(status.code(), Some(130), "signal {sig}");
+    }
+}
+
+#[test]
+fn patch_through_a_symlinked_directory_is_refused() {
+    let f = Fake::new();
+    // fs/proc is a link to a directory outside the tree.
+    let outside = f.root.join("outside");
+    fs::create_dir_all(&outside).unwrap();
+    fs::rename(f.src.join("fs/proc"), outside.join("proc")).unwrap();
+    std::os::unix::fs::symlink(outside.join("proc"), f.src.join("fs/proc")).unwrap();
+    let target = outside.join("proc/cmdline.c");
+    let before = (
+        fs::read(&target).unwrap(),
+        fs::metadata(&target).unwrap().modified().unwrap(),
+    );
+    let p = f.patch("fix.diff", CMDLINE_PATCH);
+    let o = f.run(&[&p], &[]);
+    assert_failure(&o, 5, "error", &["fs/proc", "symbolic link to a directory"]);
+    let after = (
+        fs::read(&target).unwrap(),
+        fs::metadata(&target).unwrap().modified().unwrap(),
+    );
+    assert_eq!(before, after, "the file outside the tree changed");
+}

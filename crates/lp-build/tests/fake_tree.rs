@@ -188,6 +188,34 @@ fn a_run_killed_mid_build_is_restored_by_the_next_run() {
     f.assert_as_found(&before, "after recovery");
 }
 
+/// As above, but the next run uses another cache (another user, another `LP_BUILD_CACHE`): it
+/// finds the dead run's journal through the tree's marker and restores the tree before using it
+/// (instead of building its cache from the patched tree).
+#[test]
+fn a_run_killed_mid_build_is_restored_by_a_run_with_another_cache() {
+    let f = Fake::new();
+    f.warm_up();
+    let before = f.snapshots();
+    let mut child = start_slow_run(&f);
+    child.kill().unwrap(); // SIGKILL: no chance to restore; make goes on, orphaned
+    let _ = child.wait();
+    assert_ne!(
+        before.src,
+        snapshot(&f.src, &all),
+        "the tree should still be patched"
+    );
+    let p = f.patch("again.diff", CMDLINE_PATCH);
+    let o = f
+        .command(&[&p], &["--stop-after", "build"])
+        .env("LP_BUILD_CACHE", f.root.join("other-cache"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("restored 1 source file(s)"), "{}", text(&o));
+    f.assert_as_found(&before, "after recovery by a run with another cache");
+}
+
 #[test]
 fn bad_inputs_have_their_own_status() {
     let f = Fake::new();

@@ -183,3 +183,50 @@ fn sigint_during_the_module_build() {
 fn sigterm_during_the_module_build() {
     warm_phase(Phase::ModuleBuild, libc::SIGTERM);
 }
+
+/// Two real runs on one tree with different caches (another user, another `LP_BUILD_CACHE`):
+/// while the first has the tree patched, the second is refused (the lock belongs to the tree,
+/// not to the cache), builds nothing into its own cache, and the first still restores the tree.
+#[test]
+fn a_run_with_another_cache_is_refused_while_the_tree_is_patched() {
+    let f = Fake::new();
+    f.warm_up_diff();
+    let before = f.snapshots();
+    let mut first = start_in(&f, Phase::Diff);
+    let other_cache = f.root.join("other-cache");
+    let p = f.patch("second.diff", CMDLINE_PATCH);
+    let o = f
+        .command(&[&p], &["--stop-after", "diff"])
+        .env("LP_BUILD_CACHE", &other_cache)
+        .output()
+        .unwrap();
+    assert_failure(&o, 5, "error", &["another lp-build is working on"]);
+    // Nothing was built in the other cache from a patched tree (no complete build there).
+    let stamps: Vec<_> = walk(&other_cache)
+        .into_iter()
+        .filter(|p| p.ends_with("stamp.json"))
+        .collect();
+    assert!(stamps.is_empty(), "{stamps:?}");
+    signal(&first, libc::SIGTERM);
+    assert_eq!(wait_child(&mut first).code(), Some(130));
+    f.assert_as_found(&before, "after the first run was interrupted");
+    let _ = fs::remove_file(marker(&f));
+    next_run_works(&f);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

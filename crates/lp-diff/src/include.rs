@@ -20,6 +20,10 @@ pub struct Plan {
     pub internal: Vec<bool>,
     /// Special section -> kept entry indices (and its entry size).
     pub special_keep: BTreeMap<usize, (u64, Vec<u64>)>,
+    /// Special section -> the entry size it is read with, for every special section with a
+    /// relocation into included code (whether or not an entry was kept: a wrong size can also
+    /// lose the entries), and the parallel tables of kept ones.
+    pub special_sizes: BTreeMap<usize, u64>,
     /// Changed functions (patched symbol indices) the patch replaces.
     pub changed: Vec<usize>,
     /// New functions that are included.
@@ -332,7 +336,11 @@ impl Ctx<'_, '_> {
                 Target::Sec { sec: t, .. } => ctx.plan.sec_incl[t] && p.obj.sections[t].is_exec(),
                 _ => false,
             };
-            let Some(size) = special::entry_size(spec, &self.opts.entry_sizes).filter(|&n| n > 0)
+            // Not given: the section's own sh_entsize, when it has one (objtool sets it).
+            let own = p.obj.sections[sec].entsize;
+            let Some(size) = special::entry_size_for(spec, &self.opts.entry_sizes, relocs)
+                .filter(|&n| n > 0)
+                .or((own > 0).then_some(own))
             else {
                 if relocs.iter().any(|r| anchored(self, r)) {
                     self.error(
@@ -347,6 +355,9 @@ impl Ctx<'_, '_> {
                 }
                 continue;
             };
+            if relocs.iter().any(|r| anchored(self, r)) {
+                self.plan.special_sizes.insert(sec, size);
+            }
             let mut keep: BTreeSet<u64> = BTreeSet::new();
             for r in relocs {
                 if r.offset % size == 0 && anchored(self, r) {
@@ -358,9 +369,17 @@ impl Ctx<'_, '_> {
             }
             if let Some(par) = spec.parallel {
                 if let Some(ps) = p.obj.section_by_name(par) {
-                    let psize = self.opts.entry_sizes.get(par).copied().filter(|&n| n > 0);
+                    let own = p.obj.sections[ps].entsize;
+                    let psize = self
+                        .opts
+                        .entry_sizes
+                        .get(par)
+                        .copied()
+                        .filter(|&n| n > 0)
+                        .or((own > 0).then_some(own));
                     match psize {
                         Some(ps_size) => {
+                            self.plan.special_sizes.insert(ps, ps_size);
                             self.plan
                                 .special_keep
                                 .insert(ps, (ps_size, keep.iter().copied().collect()));
@@ -480,6 +499,7 @@ pub fn run(
             sec_incl: vec![false; p.obj.sections.len()],
             internal: vec![false; nsyms],
             special_keep: BTreeMap::new(),
+            special_sizes: BTreeMap::new(),
             changed: Vec::new(),
             new: Vec::new(),
             hooks,
@@ -536,6 +556,15 @@ pub fn run(
     }
     // Special sections until nothing new comes in.
     while ctx.special_round() {}
+    // The sizes the special sections were cut with must fit them: a wrong one would write a
+    // corrupt table.
+    let kept: Vec<(usize, u64)> = ctx
+        .plan
+        .special_sizes
+        .iter()
+        .map(|(&sec, &size)| (sec, size))
+        .collect();
+    crate::wellformed::entry_sizes(p.obj, &kept)?;
 
     // Changed read-only data that no patched code uses: its change would not take effect.
     for (i, s) in p.obj.symbols.iter().enumerate() {

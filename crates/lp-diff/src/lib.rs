@@ -2,7 +2,8 @@
 //! with `-ffunction-sections -fdata-sections`) and produces the patch object for that
 //! translation unit plus a record of what it patches.
 //!
-//! Stages (one module each): [`view`] indexes an object (bundled symbols, relocation targets),
+//! Stages (one module each): [`wellformed`] refuses relocation sections and special-section
+//! entry sizes it cannot trust, [`view`] indexes an object (bundled symbols, relocation targets),
 //! [`correlate`] pairs orig and patched symbols, [`compare`] marks changed and new functions,
 //! [`include`] computes the closure of what the patch needs and collects refusals,
 //! [`special`] regenerates the kernel's special sections for the included functions,
@@ -24,6 +25,7 @@ pub mod output;
 pub mod parent;
 pub mod special;
 pub mod view;
+pub mod wellformed;
 pub mod x86;
 
 use serde::{Deserialize, Serialize};
@@ -199,6 +201,25 @@ pub enum DiffError {
     /// The patch object could not be written.
     #[error("writing the patch object: {0}")]
     Write(#[from] lp_elf::Error),
+    /// A relocation section the differ cannot trust (see [`wellformed::relocations`]).
+    #[error("{which} object: {section}: {message}")]
+    Relocations {
+        /// `orig` or `patched`.
+        which: &'static str,
+        /// The relocation section.
+        section: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A special section whose entries are not of the size given for it (see
+    /// [`wellformed::entry_sizes`]).
+    #[error("patched object: {section}: {message}")]
+    EntrySize {
+        /// The special section.
+        section: String,
+        /// What does not fit.
+        message: String,
+    },
 }
 
 /// Section and layout constants of the metadata the differ writes for the module emitter.
@@ -246,9 +267,73 @@ pub fn diff_objects(
             "not relocatable objects (ET_REL): pass the .o files the compiler produced".into(),
         ));
     }
+    for (which, obj) in [("orig", orig), ("patched", patched)] {
+        if obj.symtab_index().is_none() {
+            return Err(DiffError::Elf {
+                which,
+                source: lp_elf::Error::Malformed(
+                    "no symbol table (or no sections at all): not an object a compiler produced"
+                        .into(),
+                ),
+            });
+        }
+    }
+    wellformed::relocations(orig, "orig")?;
+    wellformed::relocations(patched, "patched")?;
     let o = view::View::new(orig);
     let p = view::View::new(patched);
     let corr = correlate::correlate(&o, &p);
     let cmp = compare::compare(&o, &p, &corr, opts.explain);
-    include::run(&o, &p, &corr, &cmp, opts)
+    let mut r = include::run(&o, &p, &corr, &cmp, opts)?;
+    r.warnings.extend(unrelated_warning(&o, &p, &corr, opts));
+    Ok(r)
+}
+
+/// A warning when ORIG and PATCHED do not look like two builds of one source file: their
+/// source file names (`STT_FILE`) differ, or fewer than half of ORIG's functions have a
+/// counterpart in PATCHED. A patch never renames most of a file.
+fn unrelated_warning(
+    o: &view::View,
+    p: &view::View,
+    corr: &correlate::Correlation,
+    opts: &DiffOptions,
+) -> Option<Diagnostic> {
+    let files = |v: &view::View| -> std::collections::BTreeSet<String> {
+        v.obj
+            .symbols
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_file())
+            .map(|(i, _)| v.name(i).to_string())
+            .filter(|n| !n.is_empty())
+            .collect()
+    };
+    let (of, pf) = (files(o), files(p));
+    let funcs: Vec<usize> = (0..o.obj.symbols.len())
+        .filter(|&i| o.obj.symbols[i].is_func() && !o.obj.symbols[i].is_undef())
+        .collect();
+    let paired = funcs.iter().filter(|&&i| corr.o2p[i].is_some()).count();
+    let why = if !of.is_empty() && !pf.is_empty() && of.is_disjoint(&pf) {
+        format!(
+            "ORIG was compiled from {} and PATCHED from {}",
+            of.into_iter().collect::<Vec<_>>().join(", "),
+            pf.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    } else if funcs.len() >= 4 && paired * 2 < funcs.len() {
+        format!(
+            "only {paired} of ORIG's {} functions are in PATCHED",
+            funcs.len()
+        )
+    } else {
+        return None;
+    };
+    Some(Diagnostic {
+        object: opts.source_name.clone(),
+        section: String::new(),
+        symbol: String::new(),
+        message: format!(
+            "the two objects look unrelated ({why}): pass the original and the patched build of \
+             the same source file"
+        ),
+    })
 }

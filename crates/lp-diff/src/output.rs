@@ -263,7 +263,11 @@ pub fn build(
 
     // Relocations of every output section.
     let mut rela_sections: Vec<(usize, Vec<Reloc>)> = Vec::new();
-    for (&psec, &osec) in &out.sec_map.clone() {
+    // In section order: the undefined symbols and livepatch relocations this loop creates are
+    // numbered in the order it meets them, and the same inputs must give the same bytes.
+    let mut sections: Vec<(usize, usize)> = out.sec_map.iter().map(|(&p, &o)| (p, o)).collect();
+    sections.sort_unstable();
+    for (psec, osec) in sections {
         let relocs = p.relocs(psec);
         let mut new_relocs = Vec::new();
         let special = special_src.get(&psec).cloned();

@@ -204,3 +204,23 @@ pub fn is_parallel(name: &str) -> bool {
 pub fn entry_size(spec: &Spec, sizes: &std::collections::BTreeMap<String, u64>) -> Option<u64> {
     spec.fixed_size.or_else(|| sizes.get(spec.name).copied())
 }
+
+/// [`entry_size`] for a section with relocations `relocs`: a format fixed at 4-byte
+/// place-relative offsets whose relocations are all 8-byte absolute pointers is an older
+/// kernel's `_ASM_PTR` array (`.discard.retpoline_safe` before 6.x, say), of 8-byte entries.
+pub fn entry_size_for(
+    spec: &Spec,
+    sizes: &std::collections::BTreeMap<String, u64>,
+    relocs: &[lp_elf::Reloc],
+) -> Option<u64> {
+    let size = entry_size(spec, sizes)?;
+    let pointers = !relocs.is_empty()
+        && relocs
+            .iter()
+            .all(|r| r.r_type == object::elf::R_X86_64_64.0);
+    Some(if spec.fixed_size == Some(4) && pointers {
+        8
+    } else {
+        size
+    })
+}

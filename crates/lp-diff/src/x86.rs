@@ -36,6 +36,34 @@ impl Insns {
     }
 }
 
+/// The size of the field a relocation of type `r_type` patches, for the x86_64 relocation types
+/// the differ knows (those a compiler or assembler emits for kernel objects); `None`: a type it
+/// does not know, which it refuses rather than copy through. `R_X86_64_NONE` patches nothing.
+pub fn reloc_field_size(r_type: u32) -> Option<u64> {
+    use object::elf::*;
+    let t = r_type;
+    Some(match t {
+        _ if t == R_X86_64_NONE.0 => 0,
+        _ if t == R_X86_64_64.0 || t == R_X86_64_PC64.0 => 8,
+        _ if [
+            R_X86_64_PC32.0,
+            R_X86_64_PLT32.0,
+            R_X86_64_32.0,
+            R_X86_64_32S.0,
+            R_X86_64_GOTPCREL.0,
+            R_X86_64_GOTPCRELX.0,
+            R_X86_64_REX_GOTPCRELX.0,
+        ]
+        .contains(&t) =>
+        {
+            4
+        }
+        _ if t == R_X86_64_16.0 || t == R_X86_64_PC16.0 => 2,
+        _ if t == R_X86_64_8.0 || t == R_X86_64_PC8.0 => 1,
+        _ => return None,
+    })
+}
+
 /// Functions whose `__LINE__` arguments may change without changing behaviour.
 pub fn is_line_taking_callee(name: &str) -> bool {
     name.starts_with("warn_slowpath")

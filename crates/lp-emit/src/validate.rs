@@ -114,6 +114,7 @@ fn check(obj: &Object, ctx: &ValidateContext, report: &mut Report) {
         report.add("", "", "the module has no symbol table".to_string());
     }
     check_metadata(obj, report);
+    check_loader_basics(obj, report);
     check_symbols(obj, ctx, report);
     check_klp_sections(obj, report);
     if let Some(crcs) = ctx.crcs.as_ref().filter(|c| !c.is_empty()) {
@@ -627,6 +628,150 @@ fn check_klp_reloc(
                 symname,
                 format!(
                     "place {tname}+{:#x} is also relocated by an ordinary relocation",
+                    r.offset
+                ),
+            );
+        }
+    }
+}
+
+/// What `load_module` checks before anything livepatch-specific, and what x86's
+/// `apply_relocate_add` trusts without checking: the machine (`elf_check_arch`), the
+/// `.gnu.linkonce.this_module` section (`struct module`), and every ordinary relocation section
+/// (`apply_relocations`): a target out of range is silently skipped (the code runs unrelocated),
+/// `SHT_REL` and unknown types are refused, and a place past the end of its section or not zero
+/// is written anyway or refused.
+fn check_loader_basics(obj: &Object, report: &mut Report) {
+    check_machine(obj, report);
+    check_this_module(obj, report);
+    for (i, s) in obj.sections.iter().enumerate() {
+        let Some(relocs) = s.relocs() else { continue };
+        if s.flags & SHF_RELA_LIVEPATCH != 0 || s.name_str().starts_with(KLP_RELA_PREFIX) {
+            continue; // check_klp_sections
+        }
+        check_ordinary_relocs(obj, i, relocs, report);
+    }
+}
+
+fn check_machine(obj: &Object, report: &mut Report) {
+    if obj.e_machine != x86_64::EM_X86_64 {
+        report.add(
+            "",
+            "",
+            format!(
+                "e_machine {} is not x86_64 ({}): the kernel refuses a module built for another                  machine (\"Invalid ELF header\")",
+                obj.e_machine,
+                x86_64::EM_X86_64
+            ),
+        );
+    }
+}
+
+fn check_this_module(obj: &Object, report: &mut Report) {
+    const THIS_MODULE: &str = ".gnu.linkonce.this_module";
+    match obj
+        .section_by_name(THIS_MODULE)
+        .and_then(|i| obj.sections.get(i))
+    {
+        None => report.add(
+            THIS_MODULE,
+            "",
+            "missing: it holds the module's `struct module`, and the kernel refuses a module \
+             without it (\"No module found in object\"); link the module with kbuild \
+             (modpost writes it)"
+                .to_string(),
+        ),
+        Some(s) if !matches!(&s.data, SectionData::Bytes(b) if !b.is_empty()) => report.add(
+            THIS_MODULE,
+            "",
+            "empty or SHT_NOBITS: the kernel refuses it (\"section must have a size set\")"
+                .to_string(),
+        ),
+        Some(_) => {}
+    }
+}
+
+fn check_ordinary_relocs(obj: &Object, i: usize, relocs: &[Reloc], report: &mut Report) {
+    let name = section_name(obj, i);
+    let Some(s) = obj.sections.get(i) else { return };
+    let target = s.info as usize;
+    let Some(tsec) = obj.sections.get(target).filter(|_| target != 0) else {
+        report.add(
+            name,
+            "",
+            format!(
+                "sh_info {target} is not a section of the module: the loader skips this \
+                 relocation section and the code it was for runs unrelocated"
+            ),
+        );
+        return;
+    };
+    if !tsec.is_alloc() {
+        return; // not loaded: the loader does not relocate it (debug info)
+    }
+    let tname = section_name(obj, target);
+    if s.sh_type == elf::SHT_REL.0 {
+        report.add(
+            name,
+            "",
+            "SHT_REL: the x86_64 loader applies only SHT_RELA (\"REL relocation unsupported\")"
+                .to_string(),
+        );
+        return;
+    }
+    let bytes = match &tsec.data {
+        SectionData::Bytes(b) => Some(b.as_slice()),
+        _ => None,
+    };
+    for r in relocs {
+        let symname = obj
+            .symbol(r.sym as usize)
+            .map(|s| s.name_str().into_owned())
+            .unwrap_or_default();
+        if r.r_type == elf::R_X86_64_NONE.0 {
+            continue;
+        }
+        let Some(size) = x86_64::field_size(r.r_type) else {
+            report.add(
+                name.clone(),
+                symname,
+                format!(
+                    "relocation type {} at {tname}+{:#x} is not one the x86_64 module loader \
+                     applies: it refuses the module (\"Unknown rela relocation\")",
+                    r.r_type, r.offset
+                ),
+            );
+            continue;
+        };
+        let field = r
+            .offset
+            .checked_add(size)
+            .filter(|&end| end <= tsec.size())
+            .and_then(|end| Some(usize::try_from(r.offset).ok()?..usize::try_from(end).ok()?));
+        let Some(field) = field else {
+            report.add(
+                name.clone(),
+                symname,
+                format!(
+                    "place {tname}+{:#x} + {size} bytes is past the end of {tname} ({:#x} \
+                     bytes): x86's apply_relocate_add does no bounds check and would write \
+                     into whatever follows",
+                    r.offset,
+                    tsec.size()
+                ),
+            );
+            continue;
+        };
+        if bytes
+            .and_then(|b| b.get(field))
+            .is_some_and(|f| f.iter().any(|&x| x != 0))
+        {
+            report.add(
+                name.clone(),
+                symname,
+                format!(
+                    "place {tname}+{:#x} is not zero: the x86_64 loader refuses to apply it \
+                     (\"Invalid relocation target, existing value is nonzero\")",
                     r.offset
                 ),
             );

@@ -211,6 +211,11 @@ fn klp_place_also_relocated_ordinarily() {
     let mut o = good();
     let r = sec(&o, ".rela.text.patched");
     let printk = o.symbols.iter().position(|s| s.name == b"printk").unwrap() as u32;
+    // The new field's bytes are zero, as the loader requires of every place.
+    let t = sec(&o, ".text.patched");
+    if let SectionData::Bytes(b) = &mut o.sections[t].data {
+        b[0x0e..0x10].fill(0);
+    }
     if let SectionData::Relocs { relocs, .. } = &mut o.sections[r].data {
         relocs.push(Reloc {
             offset: 0x0e,
@@ -513,5 +518,89 @@ fn vermagic_with_versions_ignores_the_release_like_the_kernel() {
         ".modinfo",
         "",
         "is not the kernel's",
+    );
+}
+
+// The loader's rules before livepatch: machine, `struct module`, ordinary relocations.
+
+#[test]
+fn module_of_another_machine() {
+    let mut o = good();
+    o.e_machine = object::elf::EM_AARCH64.0;
+    expect_one(&check(&o), "", "", "not x86_64");
+}
+
+#[test]
+fn module_without_this_module_section() {
+    let mut o = good();
+    let m = sec(&o, ".gnu.linkonce.this_module");
+    o.sections[m].name = b".gnu.linkonce.other".to_vec();
+    expect_one(
+        &check(&o),
+        ".gnu.linkonce.this_module",
+        "",
+        "No module found in object",
+    );
+}
+
+#[test]
+fn ordinary_relocation_past_the_end_of_its_section() {
+    let mut o = good();
+    let r = sec(&o, ".rela.text.patched");
+    if let SectionData::Relocs { relocs, .. } = &mut o.sections[r].data {
+        relocs[0].offset = 62; // a 4-byte field in a 64-byte section
+    }
+    expect_one(
+        &check(&o),
+        ".rela.text.patched",
+        "printk",
+        "does no bounds check",
+    );
+}
+
+#[test]
+fn ordinary_relocation_of_an_unknown_type() {
+    let mut o = good();
+    let r = sec(&o, ".rela.text.patched");
+    if let SectionData::Relocs { relocs, .. } = &mut o.sections[r].data {
+        relocs[0].r_type = 200;
+    }
+    expect_one(
+        &check(&o),
+        ".rela.text.patched",
+        "printk",
+        "Unknown rela relocation",
+    );
+}
+
+#[test]
+fn ordinary_place_not_zero() {
+    let mut o = good();
+    let t = sec(&o, ".text.patched");
+    if let SectionData::Bytes(b) = &mut o.sections[t].data {
+        b[0x21] = 0x90;
+    }
+    expect_one(
+        &check(&o),
+        ".rela.text.patched",
+        "printk",
+        "existing value is nonzero",
+    );
+}
+
+#[test]
+fn ordinary_relocation_section_with_its_target_out_of_range() {
+    let o = good();
+    let r = sec(&o, ".rela.text.patched");
+    let mut b = bytes(&o);
+    // sh_info of the section header (the writer refuses to write it wrong).
+    let shoff = u64::from_le_bytes(b[0x28..0x30].try_into().unwrap()) as usize;
+    let at = shoff + r * 64 + 44;
+    b[at..at + 4].copy_from_slice(&999u32.to_le_bytes());
+    expect_one(
+        &validate(&b, &ValidateContext::default()),
+        ".rela.text.patched",
+        "",
+        "runs unrelocated",
     );
 }

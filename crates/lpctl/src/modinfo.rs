@@ -279,17 +279,51 @@ pub fn parse_module(data: &[u8], path: &Path) -> Result<ModuleIdentity> {
     })
 }
 
-/// Read and parse a module file.
+/// The most bytes lpctl reads of a module file (a livepatch module is a few hundred KiB; the
+/// largest distribution modules with debug information are a few hundred MiB).
+pub const MODULE_SIZE_LIMIT: u64 = 1 << 30;
+
+/// Read and parse a module file: a regular file of at most [`MODULE_SIZE_LIMIT`] bytes (a FIFO
+/// or a device is refused without waiting on it). An unreadable file is a bad module (status
+/// 5), whatever the reason.
 pub fn read_module(path: &Path) -> Result<ModuleIdentity> {
-    let data = std::fs::read(path).map_err(|e| {
-        let class = if e.kind() == std::io::ErrorKind::PermissionDenied {
-            ErrorClass::Permission
-        } else {
-            ErrorClass::BadModule
-        };
-        Error::new(class, format!("cannot read {}: {e}", path.display()))
+    let data = read_limited(path, MODULE_SIZE_LIMIT).map_err(|e| {
+        Error::new(
+            ErrorClass::BadModule,
+            format!("cannot read {}: {e}", path.display()),
+        )
+        .hint("pass a readable livepatch module (.ko) file")
     })?;
     parse_module(&data, path)
+}
+
+fn read_limited(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO does not wait for a writer.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let too_large = || {
+        std::io::Error::other(format!(
+            "larger than lpctl's limit of {} MiB for a module",
+            limit >> 20
+        ))
+    };
+    if meta.len() > limit {
+        return Err(too_large());
+    }
+    let mut data = Vec::new();
+    f.take(limit.saturating_add(1)).read_to_end(&mut data)?;
+    if data.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(data)
 }
 
 #[cfg(test)]

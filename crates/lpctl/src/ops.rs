@@ -136,6 +136,13 @@ pub fn plan_unload(sys: &Sys, names: &[String], all: bool) -> Result<Plan> {
         let mut v = Vec::new();
         for n in names {
             let n = n.replace('-', "_");
+            // `/sys/module/` itself is a directory: "" must not look like a loaded module.
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(
+                    Error::new(ErrorClass::Usage, format!("{n:?} is not a module name"))
+                        .hint("lpctl list shows the loaded livepatches by name"),
+                );
+            }
             match patches.iter().find(|p| p.patch.name == n) {
                 Some(p) => {
                     if !v.iter().any(|q: &&PatchStatus| q.patch.name == n) {

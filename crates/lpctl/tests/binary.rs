@@ -94,3 +94,78 @@ fn info_of_a_module() {
     assert!(out.contains("name:           fix_q"));
     assert!(out.contains("cumulative:     no"));
 }
+
+#[test]
+fn unload_of_an_empty_name_is_a_usage_error() {
+    let t = Tree::new();
+    let root = t.root().to_str().unwrap();
+    for name in ["", "../x", "a/b"] {
+        let o = lpctl(&["--root", root, "unload", "--dry-run", name]);
+        assert_eq!(status(&o), 2, "{name:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("is not a module name"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("is loaded"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn info_reads_are_bounded_and_do_not_block() {
+    let t = Tree::new();
+    // A device: refused at once, not read until the memory runs out.
+    let o = lpctl(&["info", "/dev/zero"]);
+    assert_eq!(status(&o), 5, "{}", stderr(&o));
+    assert!(stderr(&o).contains("not a regular file"), "{}", stderr(&o));
+    // A FIFO nobody writes to: refused at once, not waited on.
+    let fifo = t.root().join("m.ko");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let start = std::time::Instant::now();
+    let o = lpctl(&["info", fifo.to_str().unwrap()]);
+    assert_eq!(status(&o), 5, "{}", stderr(&o));
+    assert!(start.elapsed().as_secs() < 10);
+    // A file larger than the limit (sparse: no disk space used).
+    let big = t.root().join("big.ko");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len((1 << 30) + 1).unwrap();
+    let o = lpctl(&["info", big.to_str().unwrap()]);
+    assert_eq!(status(&o), 5, "{}", stderr(&o));
+    assert!(stderr(&o).contains("limit of 1024 MiB"), "{}", stderr(&o));
+}
+
+/// A file the user cannot read is a bad module (5), as the README says, not a permission
+/// problem of lpctl's (3). Run as `nobody` (root reads every file).
+#[test]
+fn unreadable_module_is_a_bad_module() {
+    let t = Tree::new();
+    let ko = write_ko(t.root(), "fix_q", false, 0);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ko, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let dir = ko.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for d in t.root().ancestors() {
+        if d == std::path::Path::new("/") {
+            break;
+        }
+        let mode = std::fs::metadata(d).unwrap().permissions().mode();
+        assert!(
+            mode & 0o001 != 0,
+            "{} is not searchable by nobody",
+            d.display()
+        );
+    }
+    let o = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_lpctl"))
+        .arg("info")
+        .arg(&ko)
+        .output()
+        .expect("run setpriv");
+    assert_eq!(status(&o), 5, "{}", stderr(&o));
+    assert!(stderr(&o).contains("Permission denied"), "{}", stderr(&o));
+}

@@ -284,6 +284,15 @@ pub fn sample_module(entries: &[EntrySpec]) -> Object {
         1,
         SectionData::ShStrTab,
     ));
+    // What modpost's `.mod.c` gives every module (`struct module`; its size does not matter
+    // here).
+    o.push_section(section(
+        ".gnu.linkonce.this_module",
+        elf::SHT_PROGBITS.0,
+        ALLOC | WRITE,
+        64,
+        SectionData::Bytes(vec![0; 64]),
+    ));
 
     let local = elf::STB_LOCAL.0;
     let global = elf::STB_GLOBAL.0;
