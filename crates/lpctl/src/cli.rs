@@ -74,6 +74,25 @@ pub enum Command {
         #[command(flatten)]
         timing: TimingArgs,
     },
+    /// Print a shell completion script for lpctl (bash, zsh or fish).
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print lpctl's man page (roff).
+    #[command(hide = true)]
+    Man,
+}
+
+/// lpctl's man page (roff), generated from the clap definition.
+pub fn man_page() -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    // Rendering into memory cannot fail.
+    let _ = clap_mangen::Man::new(Cli::command()).render(&mut page);
+    page
 }
 
 #[derive(Debug, Clone, Args)]
@@ -149,6 +168,13 @@ pub fn run(
 ) -> Result<()> {
     let sys = Sys::new(&cli.root);
     match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "lpctl", &mut script);
+            emit(out, &String::from_utf8_lossy(&script))
+        }
+        Command::Man => emit(out, &String::from_utf8_lossy(&man_page())),
         Command::Info { file, json: j } => {
             let id = ops::info(&file)?;
             let text = if j {
