@@ -169,12 +169,7 @@ pub fn apply_in_scratch(
 pub const MAX_FUZZ: u8 = 2;
 
 /// Runs GNU patch on `scratch` (`dry_run`: changes nothing); returns its status and output.
-fn run_patch(
-    scratch: &Path,
-    patch_file: &Path,
-    fuzz: u8,
-    dry_run: bool,
-) -> Result<(bool, String)> {
+fn run_patch(scratch: &Path, patch_file: &Path, fuzz: u8, dry_run: bool) -> Result<(bool, String)> {
     let mut cmd = Command::new("patch");
     cmd.args(["-p1", "--batch", "--forward", "--no-backup-if-mismatch"])
         .arg(format!("--fuzz={fuzz}"))
@@ -262,12 +257,30 @@ pub fn apply_in_scratch_fuzz(
         let (ok, text) = run_patch(scratch, &patch_file, fuzz, true)?;
         let report = interpret_patch_output(p, &text);
         if !ok || !report.failures.is_empty() {
-            return Err(refusal(src, patches, p, scratch, &patch_file, fuzz, &text, &report));
+            return Err(refusal(
+                src,
+                patches,
+                p,
+                scratch,
+                &patch_file,
+                fuzz,
+                &text,
+                &report,
+            ));
         }
         let (ok, text) = run_patch(scratch, &patch_file, fuzz, false)?;
         let report = interpret_patch_output(p, &text);
         if !ok || !report.failures.is_empty() {
-            return Err(refusal(src, patches, p, scratch, &patch_file, fuzz, &text, &report));
+            return Err(refusal(
+                src,
+                patches,
+                p,
+                scratch,
+                &patch_file,
+                fuzz,
+                &text,
+                &report,
+            ));
         }
         notes.extend(report.notes);
         notes.extend(report.fuzzed.iter().map(|f| {
@@ -311,20 +324,24 @@ fn refusal(
 ) -> anyhow::Error {
     let mut msg = format!("{} does not apply to {}", p.name, src.display());
     if report.failures.is_empty() {
-        msg.push_str(&format!(": patch said: {}", text.trim().replace('\n', "; ")));
+        msg.push_str(&format!(
+            ": patch said: {}",
+            text.trim().replace('\n', "; ")
+        ));
     } else {
         msg.push_str(": ");
         msg.push_str(&report.failures.join("; "));
     }
     // Would more fuzz apply it? (Dry runs: the scratch copy is not changed.) The least fuzz
     // that applies every hunk is the one suggested; only the hunks that failed are listed.
-    let more_fuzz = (fuzz + 1..=MAX_FUZZ).find_map(|f| match run_patch(scratch, patch_file, f, true) {
-        Ok((true, more)) => {
-            let probe = interpret_patch_output(p, &more);
-            probe.failures.is_empty().then_some(probe)
-        }
-        _ => None,
-    });
+    let more_fuzz =
+        (fuzz + 1..=MAX_FUZZ).find_map(|f| match run_patch(scratch, patch_file, f, true) {
+            Ok((true, more)) => {
+                let probe = interpret_patch_output(p, &more);
+                probe.failures.is_empty().then_some(probe)
+            }
+            _ => None,
+        });
     if !report.failed_hunks.is_empty() {
         if let Some(probe) = more_fuzz {
             let fuzzed: Vec<&Fuzzed> = probe
@@ -457,7 +474,9 @@ mod tests {
         assert!(hint.contains("refresh the patch"), "{hint}");
         assert_eq!(crate::exit::status_of(&e), Status::Input);
         // The tree is untouched.
-        assert!(fs::read_to_string(src.join("fs/a.c")).unwrap().contains("four"));
+        assert!(fs::read_to_string(src.join("fs/a.c"))
+            .unwrap()
+            .contains("four"));
     }
 
     #[test]
@@ -472,7 +491,9 @@ mod tests {
         );
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
-            notes[0].contains("hunk #1 of fs/a.c (line 3 of fix.patch) applied with fuzz 1 at line 2 of fs/a.c"),
+            notes[0].contains(
+                "hunk #1 of fs/a.c (line 3 of fix.patch) applied with fuzz 1 at line 2 of fs/a.c"
+            ),
             "{notes:?}"
         );
         // A hunk that does not apply even with fuzz is still a plain failure.
@@ -483,13 +504,19 @@ mod tests {
         );
         let e = apply_in_scratch_fuzz(&src, &[bad], &t.path().join("s2"), 2).unwrap_err();
         let msg = crate::exit::one_line(&e);
-        assert!(msg.contains("hunk #1 of fs/a.c (line 3 of bad.patch) does not apply"), "{msg}");
+        assert!(
+            msg.contains("hunk #1 of fs/a.c (line 3 of bad.patch) does not apply"),
+            "{msg}"
+        );
         assert!(!msg.contains("fuzz"), "{msg}");
     }
 
     #[test]
     fn parses_patch_fuzz_lines() {
-        assert_eq!(parse_fuzz("succeeded at 40 with fuzz 1 (offset 2 lines)."), Some((40, 1)));
+        assert_eq!(
+            parse_fuzz("succeeded at 40 with fuzz 1 (offset 2 lines)."),
+            Some((40, 1))
+        );
         assert_eq!(parse_fuzz("succeeded at 5 with fuzz 2."), Some((5, 2)));
         assert_eq!(parse_fuzz("succeeded at 5 (offset 1 line)."), None);
     }

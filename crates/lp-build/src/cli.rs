@@ -263,10 +263,12 @@ impl BuildArgs {
     /// Options that contradict each other (a usage error).
     pub fn validate(&self) -> Result<(), String> {
         if self.cumulative && self.non_replace {
-            return Err("--cumulative contradicts --no-replace/--non-replace: a cumulative patch \
+            return Err(
+                "--cumulative contradicts --no-replace/--non-replace: a cumulative patch \
                         contains every earlier patch and replaces them (atomic replace); drop one \
                         of the two"
-                .to_string());
+                    .to_string(),
+            );
         }
         if self.name.is_some() || !self.patches.is_empty() {
             self.module_name().map_err(|e| {
@@ -533,7 +535,10 @@ mod tests {
     fn debug_levels_and_flags_of_the_anchors() {
         let c = parse(&["a.patch", "-d"]).unwrap();
         assert_eq!(c.build.debug, 1);
-        assert!(c.build.keep_tmp, "-d keeps the temporary directory, as in both anchors");
+        assert!(
+            c.build.keep_tmp,
+            "-d keeps the temporary directory, as in both anchors"
+        );
         let c = parse(&["a.patch", "-ddd"]).unwrap();
         assert_eq!(c.build.debug, 3);
         let c = parse(&["a.patch", "-d", "--debug"]).unwrap();
@@ -548,8 +553,18 @@ mod tests {
         assert!(parse(&["a.patch", "--show-first-changed", "--keep-tmp"]).is_ok());
         // kpatch-build's and klp-build's spellings.
         assert!(parse(&["a.patch", "-T"]).unwrap().build.keep_tmp);
-        assert!(parse(&["a.patch", "--skip-cleanup"]).unwrap().build.keep_tmp);
-        assert!(parse(&["a.patch", "--skip-gcc-check"]).unwrap().build.skip_compiler_check);
+        assert!(
+            parse(&["a.patch", "--skip-cleanup"])
+                .unwrap()
+                .build
+                .keep_tmp
+        );
+        assert!(
+            parse(&["a.patch", "--skip-gcc-check"])
+                .unwrap()
+                .build
+                .skip_compiler_check
+        );
         assert!(parse(&["a.patch", "-R"]).unwrap().build.non_replace);
     }
 
@@ -561,8 +576,16 @@ mod tests {
         let c = parse(&["a.patch", "-n", &longest]).unwrap();
         assert_eq!(c.build.module_name().unwrap().len(), 55);
         // Names are never rewritten: two names, two modules.
-        let a = parse(&["p.patch", "-n", "a-b"]).unwrap().build.module_name().unwrap();
-        let b = parse(&["p.patch", "-n", "a_b"]).unwrap().build.module_name().unwrap();
+        let a = parse(&["p.patch", "-n", "a-b"])
+            .unwrap()
+            .build
+            .module_name()
+            .unwrap();
+        let b = parse(&["p.patch", "-n", "a_b"])
+            .unwrap()
+            .build
+            .module_name()
+            .unwrap();
         assert_ne!(a, b);
         // The default comes from the first patch file, under the same rule.
         let c = parse(&["dir.d/0001-fix-cmdline.patch", "b.diff"]).unwrap();
@@ -583,7 +606,8 @@ mod tests {
                 check_name(n).is_ok(),
                 !n.is_empty()
                     && n.len() <= NAME_MAX
-                    && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
                 "{n}"
             );
         }

@@ -55,8 +55,7 @@ pub fn write_headers(dir: &Path) -> Result<Vec<String>> {
     {
         let path = dir.join(&rel);
         if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
         fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
         written.push(rel);
@@ -76,14 +75,15 @@ mod tests {
         for (rel, content) in HEADERS {
             assert_eq!(fs::read_to_string(t.path().join(rel)).unwrap(), *content);
         }
-        assert!(t
-            .path()
-            .join("compat/linux/livepatch_helpers.h")
-            .is_file());
+        assert!(t.path().join("compat/linux/livepatch_helpers.h").is_file());
         // The repository's copies are the ones built in.
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../hooks-macros");
         for (rel, content) in HEADERS {
-            assert_eq!(fs::read_to_string(repo.join(rel)).unwrap(), *content, "{rel}");
+            assert_eq!(
+                fs::read_to_string(repo.join(rel)).unwrap(),
+                *content,
+                "{rel}"
+            );
         }
     }
 }

@@ -129,11 +129,18 @@ fn installed_binaries_carry_headers_completions_and_man_pages() {
             .arg(away.join("t.o"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     // Completions and man pages of both binaries.
-    for (bin, name, flag) in [(&lp_build, "lp-build", "patch"), (&lpctl, "lpctl", "unload")] {
+    for (bin, name, flag) in [
+        (&lp_build, "lp-build", "patch"),
+        (&lpctl, "lpctl", "unload"),
+    ] {
         for shell in ["bash", "zsh", "fish"] {
             let (ok, script, err) = run(bin, &away, &["completions", shell]);
             assert!(ok, "{name} completions {shell}: {err}");
@@ -149,7 +156,10 @@ fn installed_binaries_carry_headers_completions_and_man_pages() {
         assert!(ok, "{name} man: {err}");
         assert!(page.starts_with(".ie") || page.contains(".TH"), "{page}");
         assert!(page.contains(&format!(".TH {name}")), "{page}");
-        assert!(page.contains(flag.trim_start_matches('-')), "{name}: {flag}");
+        assert!(
+            page.contains(flag.trim_start_matches('-')),
+            "{name}: {flag}"
+        );
         // The hidden subcommands stay out of the page.
         assert!(!page.contains("completions"), "{name}");
     }
@@ -166,6 +176,10 @@ fn installed_binaries_carry_headers_completions_and_man_pages() {
             .arg(away.join("man1/lp-build.1"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }

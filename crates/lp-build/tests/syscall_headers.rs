@@ -78,15 +78,21 @@ fn syscall_macros_patch_the_entry_point() {
         let t = tempfile::tempdir().unwrap();
         let hooks = t.path().join("hooks");
         let lp_build = env!("CARGO_BIN_EXE_lp-build");
-        let st = Command::new(lp_build).arg("hooks").arg(&hooks).output().unwrap();
+        let st = Command::new(lp_build)
+            .arg("hooks")
+            .arg(&hooks)
+            .output()
+            .unwrap();
         assert!(st.status.success());
         fs::write(t.path().join("orig.c"), &orig).unwrap();
-        compile(&build, &flags, &hooks, &t.path().join("orig.c"), &t.path().join("orig.o"));
-        let body = orig.replacen(
-            "SYSCALL_DEFINE1(newuname,",
-            "MACRO(newuname,",
-            1,
+        compile(
+            &build,
+            &flags,
+            &hooks,
+            &t.path().join("orig.c"),
+            &t.path().join("orig.o"),
         );
+        let body = orig.replacen("SYSCALL_DEFINE1(newuname,", "MACRO(newuname,", 1);
         let body = body.replacen(
             "\tif (copy_to_user(name, &tmp, sizeof(tmp)))",
             "\ttmp.release[0] = 'X';\n\tif (copy_to_user(name, &tmp, sizeof(tmp)))",
