@@ -558,6 +558,41 @@ fn kernel_refusals_map_to_classes() {
     }
 }
 
+#[test]
+fn a_busy_kernel_is_retried() {
+    // Busy twice, then the load goes through.
+    let t = Tree::new();
+    let f = write_ko(t.root(), "fix_b", false, 0);
+    let mut k = FakeKernel::new(&t);
+    k.b.busy_loads = 2;
+    let o = lpctl(&t, &mut k, &["load", f.to_str().unwrap()]);
+    assert!(o.result.is_ok(), "{:?}", o.result);
+    assert_eq!(k.calls.iter().filter(|c| c.starts_with("load ")).count(), 3);
+    assert!(
+        o.log.contains("the kernel is busy (attempt 1 of 5)"),
+        "{}",
+        o.log
+    );
+    assert!(o.log.contains("attempt 2 of 5"), "{}", o.log);
+
+    // Busy every time: given up after the last attempt, as busy.
+    let t = Tree::new();
+    let f = write_ko(t.root(), "fix_c", false, 0);
+    let mut k = FakeKernel::new(&t);
+    k.b.busy_loads = 100;
+    let o = lpctl(&t, &mut k, &["load", f.to_str().unwrap()]);
+    assert_eq!(err_class(&o), ErrorClass::Busy);
+    assert_eq!(
+        k.calls.iter().filter(|c| c.starts_with("load ")).count(),
+        lpctl::ops::BUSY_LOAD_ATTEMPTS as usize
+    );
+    assert!(o
+        .result
+        .unwrap_err()
+        .to_string()
+        .contains("after 5 attempts"));
+}
+
 // ---------------------------------------------------------------- stalls
 
 #[test]
