@@ -29,9 +29,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show the identity recorded in a livepatch module file.
+    /// Show the identity recorded in a livepatch module file, or a loaded livepatch's state and
+    /// the functions it patches.
     Info {
-        /// The module file (.ko).
+        /// The module file (.ko; a path that exists or contains `/`), or the name of a loaded
+        /// livepatch (`-` and `_` are the same).
+        #[arg(value_name = "FILE.ko|NAME")]
         file: PathBuf,
         /// Print JSON.
         #[arg(long)]
@@ -175,6 +178,20 @@ pub fn run(
             emit(out, &String::from_utf8_lossy(&script))
         }
         Command::Man => emit(out, &String::from_utf8_lossy(&man_page())),
+        // A path that exists, or anything with a `/`, is a module file; otherwise the name
+        // of a loaded livepatch.
+        Command::Info { file, json: j }
+            if !file.exists() && !file.as_os_str().as_encoded_bytes().contains(&b'/') =>
+        {
+            let name = file.to_string_lossy();
+            let info = ops::info_loaded(&sys, &name)?;
+            let text = if j {
+                json(&info)?
+            } else {
+                output::loaded_info_text(&info)
+            };
+            emit(out, &text)
+        }
         Command::Info { file, json: j } => {
             let id = ops::info(&file)?;
             let text = if j {

@@ -89,6 +89,39 @@ pub fn info(path: &Path) -> Result<ModuleIdentity> {
     Ok(id)
 }
 
+/// `lpctl info NAME`: a livepatch loaded on the running kernel and the functions it patches.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadedInfo {
+    pub patch: PatchStatus,
+    /// Where the stack order came from.
+    pub order_source: OrderSource,
+    /// The functions this patch patches (those whose `winner` is another patch are overridden).
+    pub functions: Vec<PatchedFunction>,
+}
+
+/// `lpctl info NAME` (`-` and `_` are the same in module names).
+pub fn info_loaded(sys: &Sys, name: &str) -> Result<LoadedInfo> {
+    let n = name.replace('-', "_");
+    let (patches, order_source) = sys.patches()?;
+    let functions = sys.patched_functions(&patches)?;
+    let Some(patch) = patches.into_iter().find(|p| p.patch.name == n) else {
+        return Err(Error::new(
+            ErrorClass::NotFound,
+            format!("{name} is neither a module file nor a loaded livepatch"),
+        )
+        .hint("lpctl list shows the loaded livepatches; give a path to read a .ko file"));
+    };
+    let functions = functions
+        .into_iter()
+        .filter(|f| f.patches.iter().any(|p| *p == n))
+        .collect();
+    Ok(LoadedInfo {
+        patch,
+        order_source,
+        functions,
+    })
+}
+
 fn refusal_error(r: Refusal) -> Error {
     let hint = match &r {
         Refusal::InTransition { name, .. } => format!(

@@ -559,6 +559,66 @@ fn kernel_refusals_map_to_classes() {
 }
 
 #[test]
+fn info_of_a_loaded_patch() {
+    let t = Tree::new();
+    t.add_patch(
+        "fix_a",
+        Some((false, 0)),
+        &[
+            ("vmlinux", "cmdline_proc_show", 1),
+            ("ext4", "ext4_fill_super", 1),
+        ],
+    );
+    t.add_patch(
+        "fix_b",
+        Some((true, 3)),
+        &[("vmlinux", "cmdline_proc_show", 1)],
+    );
+    let mut k = FakeKernel::new(&t);
+    // Not a file here, no `/`: a loaded patch; `-` and `_` are the same.
+    let o = lpctl(&t, &mut k, &["info", "fix-a"]);
+    ok(&o);
+    assert!(o.out.contains("name:           fix_a"), "{}", o.out);
+    assert!(o.out.contains("state:          enabled"), "{}", o.out);
+    assert!(
+        o.out.contains("type:           non-cumulative"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out
+            .contains("vmlinux:cmdline_proc_show,1  overridden by fix_b"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out.contains("ext4:ext4_fill_super,1  active"),
+        "{}",
+        o.out
+    );
+    let o = lpctl(&t, &mut k, &["info", "fix_b", "--json"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&o.out).unwrap();
+    assert_eq!(v["patch"]["name"], "fix_b");
+    assert_eq!(v["patch"]["cumulative"], true);
+    assert_eq!(v["patch"]["version"], 3);
+    assert_eq!(v["functions"].as_array().unwrap().len(), 1);
+    assert_eq!(v["functions"][0]["winner"], "fix_b");
+    // Neither a file nor a loaded patch.
+    let o = lpctl(&t, &mut k, &["info", "nope"]);
+    assert_eq!(err_class(&o), ErrorClass::NotFound);
+    assert!(o
+        .result
+        .unwrap_err()
+        .to_string()
+        .contains("neither a module file nor a loaded livepatch"));
+    // A path is always a file.
+    let o = lpctl(&t, &mut k, &["info", "./fix_a"]);
+    assert_eq!(err_class(&o), ErrorClass::BadModule);
+    assert!(k.calls.is_empty());
+}
+
+#[test]
 fn a_busy_kernel_is_retried() {
     // Busy twice, then the load goes through.
     let t = Tree::new();
