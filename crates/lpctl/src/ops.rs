@@ -113,7 +113,7 @@ pub fn info_loaded(sys: &Sys, name: &str) -> Result<LoadedInfo> {
     };
     let functions = functions
         .into_iter()
-        .filter(|f| f.patches.iter().any(|p| *p == n))
+        .filter(|f| f.patches.contains(&n))
         .collect();
     Ok(LoadedInfo {
         patch,
