@@ -49,7 +49,13 @@ pub enum Command {
     /// Load a livepatch module, applying the replace policy first.
     Load {
         /// The module file (.ko).
-        file: PathBuf,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        file: Option<PathBuf>,
+        /// Load every module installed for the running kernel (lpctl install), in file-name
+        /// order, each as `lpctl load FILE` would, except that non-cumulative patches without
+        /// atomic replace are stacked (as with --keep-others). The boot service runs this.
+        #[arg(long)]
+        all: bool,
         /// Allow replacing a newer cumulative patch with an older one.
         #[arg(long)]
         allow_downgrade: bool,
@@ -76,6 +82,24 @@ pub enum Command {
         dry_run: bool,
         #[command(flatten)]
         timing: TimingArgs,
+    },
+    /// Keep a livepatch for a kernel release, so that `lpctl load --all` (the boot service)
+    /// loads it: copied to /var/lib/lpctl/<release>/<name>.ko.
+    Install {
+        /// The module file (.ko).
+        file: PathBuf,
+        /// The kernel release [default: the running kernel's]; must match the module's
+        /// vermagic.
+        #[arg(short = 'k', long = "kernel-version", value_name = "RELEASE")]
+        kernel_version: Option<String>,
+    },
+    /// Remove an installed livepatch (it stays loaded until lpctl unload).
+    Uninstall {
+        /// The module name (`-` and `_` are the same).
+        name: String,
+        /// The kernel release [default: the running kernel's].
+        #[arg(short = 'k', long = "kernel-version", value_name = "RELEASE")]
+        kernel_version: Option<String>,
     },
     /// Print a shell completion script for lpctl (bash, zsh or fish).
     #[command(hide = true)]
@@ -210,8 +234,29 @@ pub fn run(
             };
             emit(out, &text)
         }
+        Command::Install {
+            file,
+            kernel_version,
+        } => {
+            let dest = crate::install::install(&sys, &file, kernel_version.as_deref())?;
+            emit(out, &format!("installed {}\n", dest.display()))
+        }
+        Command::Uninstall {
+            name,
+            kernel_version,
+        } => {
+            let gone = crate::install::uninstall(&sys, &name, kernel_version.as_deref())?;
+            emit(
+                out,
+                &format!(
+                    "uninstalled {} (a loaded copy stays loaded: lpctl unload)\n",
+                    gone.display()
+                ),
+            )
+        }
         Command::Load {
             file,
+            all,
             allow_downgrade,
             keep_others,
             dry_run,
@@ -227,9 +272,34 @@ pub fn run(
                 timing: timing.timing(),
                 log,
             };
-            let (id, plan) = ops::load(&mut ctx, &file, &flags, dry_run)?;
-            if dry_run {
-                emit(out, &output::plan_text(&plan, &id))?;
+            let files = match file {
+                Some(f) => vec![f],
+                None => {
+                    let files = crate::install::installed(&ctx.sys, None)?;
+                    if files.is_empty() {
+                        let _ = writeln!(
+                            ctx.log,
+                            "lpctl: no livepatch installed for this kernel (lpctl install)"
+                        );
+                    }
+                    files
+                }
+            };
+            for file in files {
+                // --all stacks the non-cumulative patches that do not replace (as
+                // --keep-others); a cumulative or replacing patch follows the policy as is.
+                let stack = all
+                    && crate::modinfo::read_module(&file)
+                        .map(|id| !id.cumulative && !id.replace)
+                        .unwrap_or(false);
+                let flags = Flags {
+                    allow_downgrade: flags.allow_downgrade,
+                    keep_others: flags.keep_others || stack,
+                };
+                let (id, plan) = ops::load(&mut ctx, &file, &flags, dry_run)?;
+                if dry_run {
+                    emit(out, &output::plan_text(&plan, &id))?;
+                }
             }
             Ok(())
         }

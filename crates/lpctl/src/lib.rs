@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod install;
 pub mod kernel;
 pub mod modinfo;
 pub mod ops;

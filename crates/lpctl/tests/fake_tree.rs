@@ -619,6 +619,97 @@ fn info_of_a_loaded_patch() {
 }
 
 #[test]
+fn install_uninstall_and_load_all() {
+    let t = Tree::new();
+    w(&t.p("proc/sys/kernel/osrelease"), "6.6.0\n");
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_ko(dir.path(), "fix_a", false, 0);
+    let c = write_ko(dir.path(), "fix_c", false, 0);
+    let mut k = FakeKernel::new(&t);
+
+    // Nothing installed: load --all loads nothing, and says so.
+    let o = lpctl(&t, &mut k, &["load", "--all"]);
+    ok(&o);
+    assert!(o.log.contains("no livepatch installed"), "{}", o.log);
+    assert!(k.calls.is_empty());
+
+    // Install (for the running release by default), twice is a no-op.
+    for f in [&a, &c, &a] {
+        let o = lpctl(&t, &mut k, &["install", f.to_str().unwrap()]);
+        ok(&o);
+    }
+    assert!(t.p("var/lib/lpctl/6.6.0/fix_a.ko").is_file());
+    assert!(t.p("var/lib/lpctl/6.6.0/fix_c.ko").is_file());
+    // Another module of the same name: refused.
+    let other = write_ko(dir.path(), "fix_a", true, 7);
+    let o = lpctl(&t, &mut k, &["install", other.to_str().unwrap()]);
+    assert_eq!(err_class(&o), ErrorClass::Refused);
+    // Built for another kernel: refused, unless installed for that one.
+    let o = lpctl(
+        &t,
+        &mut k,
+        &["install", "-k", "6.12.0", a.to_str().unwrap()],
+    );
+    assert_eq!(err_class(&o), ErrorClass::BadModule);
+    assert!(o
+        .result
+        .unwrap_err()
+        .to_string()
+        .contains("built for kernel"));
+    let o = lpctl(&t, &mut k, &["install", "-k", "../x", a.to_str().unwrap()]);
+    assert!(o.result.is_err());
+    assert!(k.calls.is_empty(), "install never touches the kernel");
+
+    // load --all: every installed module, in file-name order, through the policy; the two
+    // non-cumulative, non-replacing patches are stacked.
+    let o = lpctl(&t, &mut k, &["load", "--all", "--dry-run"]);
+    ok(&o);
+    assert!(k.calls.is_empty());
+    let o = lpctl(&t, &mut k, &["load", "--all"]);
+    ok(&o);
+    let loads: Vec<&String> = k.calls.iter().filter(|c| c.starts_with("load ")).collect();
+    assert_eq!(loads, ["load fix_a", "load fix_c"]);
+    assert!(
+        t.p("sys/kernel/livepatch/fix_a").is_dir() && t.p("sys/kernel/livepatch/fix_c").is_dir()
+    );
+    // At boot again (already loaded): nothing to do.
+    k.calls.clear();
+    let o = lpctl(&t, &mut k, &["load", "--all"]);
+    ok(&o);
+    assert!(
+        !k.calls.iter().any(|c| c.starts_with("load ")),
+        "{:?}",
+        k.calls
+    );
+
+    // Uninstall by name (`-` or `_`); unknown names are not found.
+    let o = lpctl(&t, &mut k, &["uninstall", "fix-a"]);
+    ok(&o);
+    assert!(!t.p("var/lib/lpctl/6.6.0/fix_a.ko").exists());
+    let o = lpctl(&t, &mut k, &["uninstall", "fix_a"]);
+    assert_eq!(err_class(&o), ErrorClass::NotFound);
+}
+
+#[test]
+fn the_boot_unit_runs_a_valid_command() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/lpctl.service"))
+        .unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let argv: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(argv[0], "/usr/bin/lpctl");
+    let cli = Cli::try_parse_from(argv).unwrap();
+    assert!(matches!(
+        cli.command,
+        lpctl::cli::Command::Load { all: true, .. }
+    ));
+    assert!(unit.contains("Type=oneshot"));
+    assert!(unit.contains("WantedBy=multi-user.target"));
+}
+
+#[test]
 fn a_busy_kernel_is_retried() {
     // Busy twice, then the load goes through.
     let t = Tree::new();
