@@ -68,8 +68,24 @@ pub fn install(sys: &Sys, file: &Path, release: Option<&str>) -> Result<PathBuf>
         .hint("install it for its own kernel with -k RELEASE, or rebuild it for this one"));
     }
     let dir = release_dir(sys, &release)?;
-    let dest = dir.join(format!("{}.ko", id.name));
     let bytes = fs::read(file).map_err(|e| io(format!("reading {}", file.display()), e))?;
+    // A compressed module keeps its compression (and its suffix).
+    let suffix = crate::compress::detect(&bytes).map_or("", |c| c.suffix());
+    let dest = dir.join(format!("{}.ko{suffix}", id.name));
+    if let Some(other) = installed(sys, Some(&release))?
+        .into_iter()
+        .find(|f| *f != dest && module_name_of(f) == id.name.replace('-', "_"))
+    {
+        return Err(Error::new(
+            ErrorClass::Refused,
+            format!(
+                "{} is already installed for {release} as {}",
+                id.name,
+                other.display()
+            ),
+        )
+        .hint(format!("lpctl uninstall -k {release} {} first", id.name)));
+    }
     if let Ok(existing) = fs::read(&dest) {
         if existing == bytes {
             return Ok(dest);
@@ -91,13 +107,9 @@ pub fn install(sys: &Sys, file: &Path, release: Option<&str>) -> Result<PathBuf>
 /// `lpctl uninstall NAME [-k RELEASE]` (`-` and `_` are the same in module names).
 pub fn uninstall(sys: &Sys, name: &str, release: Option<&str>) -> Result<PathBuf> {
     let release = release_or_running(sys, release)?;
-    let want = name.trim_end_matches(".ko").replace('-', "_");
+    let want = crate::compress::strip_module_suffix(name).replace('-', "_");
     for f in installed(sys, Some(&release))? {
-        let stem = f
-            .file_stem()
-            .map(|s| s.to_string_lossy().replace('-', "_"))
-            .unwrap_or_default();
-        if stem == want {
+        if module_name_of(&f) == want {
             fs::remove_file(&f).map_err(|e| io(format!("removing {}", f.display()), e))?;
             return Ok(f);
         }
@@ -122,12 +134,21 @@ pub fn installed(sys: &Sys, release: Option<&str>) -> Result<Vec<PathBuf>> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            p.extension().is_some_and(|x| x == "ko")
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                !n.starts_with('.') && crate::compress::strip_module_suffix(&n).len() < n.len()
+            })
         })
         .collect();
     out.sort();
     Ok(out)
+}
+
+/// The module name of an installed file (`fix-a.ko.xz` -> `fix_a`).
+fn module_name_of(f: &Path) -> String {
+    let n = f
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    crate::compress::strip_module_suffix(&n).replace('-', "_")
 }

@@ -5,6 +5,7 @@
 //! and all changes through the [`kernel::Kernel`] trait.
 
 pub mod cli;
+pub mod compress;
 pub mod error;
 pub mod install;
 pub mod kernel;

@@ -709,6 +709,68 @@ fn the_boot_unit_runs_a_valid_command() {
     assert!(unit.contains("WantedBy=multi-user.target"));
 }
 
+/// `path` compressed as kbuild's CONFIG_MODULE_COMPRESS_* would, beside it.
+fn compressed(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    use std::io::Write;
+    let data = std::fs::read(path).unwrap();
+    let z = match suffix {
+        "xz" => {
+            let mut out = Vec::new();
+            lzma_rs::xz_compress(&mut &data[..], &mut out).unwrap();
+            out
+        }
+        "zst" => ruzstd::encoding::compress_to_vec(
+            &data[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        ),
+        _ => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&data).unwrap();
+            e.finish().unwrap()
+        }
+    };
+    let out = path.with_extension(format!("ko.{suffix}"));
+    std::fs::write(&out, z).unwrap();
+    std::fs::remove_file(path).unwrap();
+    out
+}
+
+#[test]
+fn compressed_modules() {
+    for suffix in ["xz", "zst", "gz"] {
+        let t = Tree::new();
+        w(&t.p("proc/sys/kernel/osrelease"), "6.6.0\n");
+        let dir = tempfile::tempdir().unwrap();
+        let f = compressed(&write_ko(dir.path(), "fix-z", false, 0), suffix);
+        let mut k = FakeKernel::new(&t);
+        // info reads it decompressed; the name drops .ko.<suffix>.
+        let o = lpctl(&t, &mut k, &["info", f.to_str().unwrap(), "--json"]);
+        ok(&o);
+        let v: serde_json::Value = serde_json::from_str(&o.out).unwrap();
+        assert_eq!(v["name"], "fix-z", "{suffix}");
+        // load goes through (the fake kernel reads the image like the real one).
+        let o = lpctl(&t, &mut k, &["load", f.to_str().unwrap()]);
+        ok(&o);
+        assert_eq!(k.calls.iter().filter(|c| c.starts_with("load ")).count(), 1);
+        // install keeps the compression; load --all finds it, already loaded.
+        let o = lpctl(&t, &mut k, &["install", f.to_str().unwrap()]);
+        ok(&o);
+        assert!(t
+            .p(&format!("var/lib/lpctl/6.6.0/fix-z.ko.{suffix}"))
+            .is_file());
+        let o = lpctl(&t, &mut k, &["load", "--all"]);
+        ok(&o);
+        assert_eq!(k.calls.iter().filter(|c| c.starts_with("load ")).count(), 1);
+        let o = lpctl(&t, &mut k, &["uninstall", "fix_z"]);
+        ok(&o);
+        // Damaged: a bad module, never a panic.
+        let data = std::fs::read(&f).unwrap();
+        std::fs::write(&f, &data[..data.len() / 2]).unwrap();
+        let o = lpctl(&t, &mut k, &["info", f.to_str().unwrap()]);
+        assert_eq!(err_class(&o), ErrorClass::BadModule, "{suffix}");
+    }
+}
+
 #[test]
 fn a_busy_kernel_is_retried() {
     // Busy twice, then the load goes through.
