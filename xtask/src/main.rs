@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod dist;
 mod e2e;
 mod kernel;
 mod vm;
@@ -25,6 +26,8 @@ tasks:
   kernel    build the test kernel [--kernel 6.12|6.1] [--source DIR] [-j N]
   vm        boot the test VM [--kernel VER] [--ko FILE.ko ...] [--file FILE ...] [--script FILE]
   vm-selftest  boot the test kernel and load/unload the kernel's sample livepatch [--kernel VER]
+  dist      the Debian package (binaries, man pages, completions, lpctl.service) in
+            target/dist [--debug] [--out DIR]
 ";
 
 fn main() -> Result<()> {
@@ -43,6 +46,7 @@ fn main() -> Result<()> {
         "kernel" => kernel::task(rest),
         "vm" => vm::task(rest),
         "vm-selftest" => vm::selftest(rest),
+        "dist" => dist::task(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())

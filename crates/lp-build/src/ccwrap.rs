@@ -6,7 +6,8 @@
 //! During the patched build ([`ENV_SAVE_DIR`] set), before a compile `-c ... -o X.o` of an
 //! object inside [`ENV_OBJTREE`], it saves the existing `X.o`, `.X.o.cmd` and `.X.o.d` (with
 //! their times) under `<save dir>/objs/`, appends X to `<save dir>/objects.list`, adds
-//! `-I<hooks dir>` ([`ENV_HOOKS_DIR`]) so patches can `#include "lp-hooks.h"`, and then execs
+//! `-I<hooks dir>` ([`ENV_HOOKS_DIR`]) so patches can `#include "lp-hooks.h"` (and
+//! `-idirafter <hooks dir>/compat` for `<linux/livepatch_helpers.h>` on kernels without it), and then execs
 //! the compiler. A failure to save fails the compile: an object that cannot be restored must
 //! not be overwritten.
 
@@ -26,7 +27,8 @@ pub const SUBCOMMAND: &str = "__cc";
 pub const ENV_SAVE_DIR: &str = "LP_BUILD_SAVE_DIR";
 /// The build directory (absolute, canonical): objects outside it are not saved.
 pub const ENV_OBJTREE: &str = "LP_BUILD_OBJTREE";
-/// The directory holding `lp-hooks.h`.
+/// The directory where the run wrote the hooks headers built into the binary
+/// ([`crate::hooks`]).
 pub const ENV_HOOKS_DIR: &str = "LP_HOOKS_DIR";
 
 /// If `args` compile one file to an object (`-c` and `-o X.o`), returns X.
@@ -143,8 +145,12 @@ pub fn main(args: Vec<OsString>) -> std::process::ExitCode {
             }
             if let Some(hooks) = std::env::var_os(ENV_HOOKS_DIR) {
                 let mut i = OsString::from("-I");
-                i.push(hooks);
+                i.push(&hooks);
                 cmd.arg(i);
+                // Stand-ins for kernel headers (linux/livepatch_helpers.h) come after the
+                // kernel's own include directories, so a kernel that ships one uses its own.
+                let compat = Path::new(&hooks).join(crate::hooks::COMPAT_SUBDIR);
+                cmd.arg("-idirafter").arg(compat);
             }
         }
     }

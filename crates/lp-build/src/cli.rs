@@ -1,6 +1,15 @@
-//! The command line (clap derive), in the spirit of kpatch-build's flags.
+//! The command line (clap derive), in the spirit of kpatch-build's and klp-build's flags.
+//!
+//! Patch files are positional (`lp-build fix.patch other.patch`) or given with `--patch`; both
+//! kinds are merged in command-line order by [`parse_from`]. A first positional word that is a
+//! subcommand's name (`diff`, `check`, and the hidden `completions`, `man`, `hooks`) selects
+//! that subcommand: a patch file with such a name is given as `./diff`, after `--`
+//! (`lp-build -- diff`), or with `--patch diff`. Once a patch file has been named, later
+//! positional words are all patch files.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use crate::exit::{fail_hint, Status};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 /// Turns a kernel source patch into a livepatch module.
@@ -13,7 +22,10 @@ use std::path::PathBuf;
     version,
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    after_help = "Exit statuses: 0 module produced, 1 internal error, 2 usage error, 3 refused \
+    override_usage = "lp-build [OPTIONS] PATCH...\n       lp-build [OPTIONS] --patch PATCH...\n       \
+                      lp-build diff ORIG.o PATCHED.o [OPTIONS]\n       lp-build check FILE.ko [OPTIONS]",
+    after_help = "A patch file named like a subcommand (diff, check) is given as ./diff or with \
+                  --patch.\n\nExit statuses: 0 module produced, 1 internal error, 2 usage error, 3 refused \
                   (cannot be live-patched safely), 4 no functional change, 5 bad input or I/O \
                   error, 6 build failure, 130 interrupted. See crates/lp-build/README.md."
 )]
@@ -33,6 +45,28 @@ pub enum Command {
     Diff(DiffArgs),
     /// Check a livepatch module against the kernel's loader rules.
     Check(CheckArgs),
+    /// Print a shell completion script for lp-build (bash, zsh or fish).
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print lp-build's man page, or write the pages of lp-build and its subcommands into DIR.
+    #[command(hide = true)]
+    Man {
+        /// Write `lp-build.1`, `lp-build-diff.1` and `lp-build-check.1` here instead.
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Write the hooks headers built into this binary (lp-hooks.h, kpatch-macros.h, ...) into
+    /// DIR, or list them.
+    #[command(hide = true)]
+    Hooks {
+        /// The directory to write them into (created when missing).
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Where to stop (debugging aid).
@@ -49,8 +83,12 @@ pub enum StopAfter {
 /// `lp-build --patch ...`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct BuildArgs {
-    /// A patch file (unified diff, -p1); repeat for several: they make one module, applied in
-    /// order.
+    /// Patch files (unified diffs, -p1): they make one module, applied in the order given.
+    #[arg(value_name = "PATCH")]
+    pub patch_args: Vec<PathBuf>,
+    // After [`parse_from`] this holds every patch file (positional and `--patch`), in
+    // command-line order.
+    /// A patch file, like a positional PATCH; repeatable.
     #[arg(long = "patch", short = 'p', value_name = "FILE")]
     pub patches: Vec<PathBuf>,
     /// The kernel source tree [default: the current directory].
@@ -67,8 +105,9 @@ pub struct BuildArgs {
     /// Parallel make jobs [default: the number of CPUs].
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<std::num::NonZeroUsize>,
-    /// The patch name: the module is `livepatch-<NAME>.ko` [default: the first patch file's
-    /// name without extension].
+    /// The patch name: the module is `livepatch-<NAME>.ko`. NAME is 1 to 45 characters of
+    /// [A-Za-z0-9_-], used as given (never rewritten) [default: the first patch file's name
+    /// without its last extension, under the same rule].
     #[arg(short = 'n', long = "name", value_name = "NAME")]
     pub name: Option<String>,
     /// Where to write the module [default: the current directory].
@@ -77,7 +116,8 @@ pub struct BuildArgs {
     /// Do not replace the patches already loaded (no atomic replace; replace is the default).
     #[arg(short = 'R', long = "non-replace", visible_alias = "no-replace")]
     pub non_replace: bool,
-    /// Mark the patch cumulative: it contains every earlier patch.
+    /// Mark the patch cumulative: it contains every earlier patch (and so replaces them; refused
+    /// with --no-replace).
     #[arg(long)]
     pub cumulative: bool,
     /// The patch's version number (module identity for lpctl).
@@ -95,16 +135,26 @@ pub struct BuildArgs {
     pub no_sign: bool,
     /// Keep the temporary directory (objects, generated module sources, logs) and print its
     /// path.
-    #[arg(long = "keep-tmp")]
+    #[arg(short = 'T', long = "keep-tmp", alias = "skip-cleanup")]
     pub keep_tmp: bool,
-    /// Print every build line and debug logs.
-    #[arg(short = 'd', long = "debug")]
-    pub debug: bool,
+    /// Debug output; repeat for more. -d: echo every build line, explain why each function
+    /// counts as changed, debug logs, keep the temporary directory (like --keep-tmp); -dd: also
+    /// trace logs of every phase and object.
+    #[arg(short = 'd', long = "debug", action = ArgAction::Count)]
+    pub debug: u8,
+    /// Show the first changed instruction of each changed function (from the differ's
+    /// instruction listings; klp-build's -f).
+    #[arg(short = 'f', long = "show-first-changed")]
+    pub show_first_changed: bool,
+    /// Allow hunks whose context is up to N lines off (patch's --fuzz). Each fuzzed hunk is
+    /// reported with the line where it landed; check them [default: 0, no fuzz].
+    #[arg(long = "fuzz", value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub fuzz: u8,
     /// Also write a JSON report `<module>.json` beside the module.
     #[arg(long)]
     pub json: bool,
     /// Do not compare the compiler with the one that built vmlinux (dangerous).
-    #[arg(long = "skip-compiler-check")]
+    #[arg(long = "skip-compiler-check", alias = "skip-gcc-check")]
     pub skip_compiler_check: bool,
     /// Stop after a phase (debugging; the tree is restored as always).
     #[arg(long = "stop-after", value_enum, value_name = "PHASE")]
@@ -167,6 +217,151 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
+/// The longest NAME for `-n`: module names hold at most 55 characters (the kernel's
+/// `MODULE_NAME_LEN` is 56 with the NUL), and `livepatch-` takes 10.
+pub const NAME_MAX: usize = lp_elf::klp::KLP_OBJNAME_MAX - MODULE_PREFIX.len();
+
+/// What every module name starts with.
+pub const MODULE_PREFIX: &str = "livepatch-";
+
+/// Parses the command line (`args[0]` is the program name). Positional patch files and
+/// `--patch` files are merged into [`BuildArgs::patches`] in command-line order; the build
+/// options are checked against each other ([`BuildArgs::validate`]).
+pub fn parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let mut cmd = Cli::command();
+    let matches = cmd.try_get_matches_from_mut(args)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
+    if cli.command.is_none() {
+        let mut all: Vec<(usize, PathBuf)> = Vec::new();
+        for (id, values) in [
+            ("patch_args", &cli.build.patch_args),
+            ("patches", &cli.build.patches),
+        ] {
+            if let Some(idx) = matches.indices_of(id) {
+                all.extend(idx.zip(values.iter().cloned()));
+            }
+        }
+        all.sort_by_key(|(i, _)| *i);
+        cli.build.patches = all.into_iter().map(|(_, p)| p).collect();
+        cli.build.patch_args.clear();
+        // Both anchors keep their scratch files with -d.
+        if cli.build.debug > 0 {
+            cli.build.keep_tmp = true;
+        }
+        if let Err(msg) = cli.build.validate() {
+            return Err(cmd.error(clap::error::ErrorKind::ArgumentConflict, msg));
+        }
+    }
+    Ok(cli)
+}
+
+impl BuildArgs {
+    /// Options that contradict each other (a usage error).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cumulative && self.non_replace {
+            return Err(
+                "--cumulative contradicts --no-replace/--non-replace: a cumulative patch \
+                        contains every earlier patch and replaces them (atomic replace); drop one \
+                        of the two"
+                    .to_string(),
+            );
+        }
+        if self.name.is_some() || !self.patches.is_empty() {
+            self.module_name().map_err(|e| {
+                let hint = crate::exit::hint_of(&e).map(str::to_string);
+                let mut msg = crate::exit::one_line(&e);
+                if let Some(h) = hint {
+                    msg.push_str(&format!("\n  hint: {h}"));
+                }
+                msg
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whether build lines are echoed and changed functions explained (`-d`).
+    pub fn debug(&self) -> bool {
+        self.debug > 0
+    }
+
+    /// The module name: `livepatch-NAME` with NAME from `-n`, else the first patch file's name
+    /// without its last extension (`fix.patch` -> `livepatch-fix`). NAME is never rewritten: a
+    /// NAME that is not 1 to [`NAME_MAX`] characters of `[A-Za-z0-9_-]` is refused, so two
+    /// different names always give two different module files. (The kernel itself treats `-`
+    /// and `_` in module names as the same character: `livepatch-a-b` loads as
+    /// `livepatch_a_b`, like `livepatch-a_b`.)
+    pub fn module_name(&self) -> anyhow::Result<String> {
+        match &self.name {
+            Some(n) => {
+                check_name(n).map_err(|why| {
+                    fail_hint(
+                        Status::Usage,
+                        format!("-n/--name `{n}`: {why}"),
+                        name_hint(),
+                    )
+                })?;
+                Ok(format!("{MODULE_PREFIX}{n}"))
+            }
+            None => {
+                let first = self.patches.first().ok_or_else(|| {
+                    fail_hint(Status::Usage, "no patch given", "usage: lp-build PATCH...")
+                })?;
+                let stem = first
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                check_name(&stem).map_err(|why| {
+                    fail_hint(
+                        Status::Usage,
+                        format!(
+                            "the patch file name `{}` does not make a module name: `{stem}`: \
+                             {why}",
+                            first.display()
+                        ),
+                        format!("pass -n NAME to name the module; {}", name_hint()),
+                    )
+                })?;
+                Ok(format!("{MODULE_PREFIX}{stem}"))
+            }
+        }
+    }
+}
+
+fn name_hint() -> String {
+    format!(
+        "a name is 1 to {NAME_MAX} letters, digits, `_` or `-`; the module is `{MODULE_PREFIX}NAME.ko`"
+    )
+}
+
+/// Why `name` cannot be a patch name (see [`BuildArgs::module_name`]).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the name is empty".to_string());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "{c:?} is not allowed in a module name (only letters, digits, `_` and `-`; lp-build \
+             does not rewrite names, so that two names never become one module)"
+        ));
+    }
+    if name.len() > NAME_MAX {
+        return Err(format!(
+            "{} characters: `{MODULE_PREFIX}NAME` must fit the kernel's 55-character module \
+             names, so NAME has at most {NAME_MAX} (lp-build does not cut names, so that two \
+             names never become one module)",
+            name.len()
+        ));
+    }
+    Ok(())
+}
+
 /// `SECTION=BYTES`.
 pub fn parse_entry_size(s: &str) -> Result<(String, u64), String> {
     let (name, size) = s
@@ -190,7 +385,7 @@ mod tests {
     use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("lp-build").chain(args.iter().copied()))
+        parse_from(std::iter::once("lp-build").chain(args.iter().copied()))
     }
 
     #[test]
@@ -217,7 +412,6 @@ mod tests {
             "fix",
             "-o",
             "/out",
-            "-R",
             "--cumulative",
             "--patch-version",
             "3",
@@ -237,7 +431,7 @@ mod tests {
         assert_eq!(b.vmlinux, Some(PathBuf::from("/b/vmlinux")));
         assert_eq!(b.jobs.map(|j| j.get()), Some(4));
         assert_eq!(b.name.as_deref(), Some("fix"));
-        assert!(b.non_replace && b.cumulative && b.keep_tmp && b.debug && b.json);
+        assert!(!b.non_replace && b.cumulative && b.keep_tmp && b.debug() && b.json);
         assert_eq!(b.patch_version, 3);
 
         let c = parse(&[
@@ -277,10 +471,145 @@ mod tests {
             &["diff", "only-one.o"],
             &["diff", "a.o", "b.o", "--entry-size", "x"],
             &["diff", "a.o", "b.o", "--entry-size", "__jump_table=0"],
-            &["--patch", "a", "check", "x.ko"],
+            &["a.patch", "--cumulative", "--no-replace"],
+            &["a.patch", "--cumulative", "-R"],
+            &["a.patch", "-n", ""],
+            &["a.patch", "-n", "fix.v2"],
+            &["a.patch", "-n", "fix/2"],
+            &["a.patch", "-n", "fix 2"],
+            &["a.patch", "-n", "caf\u{e9}"],
+            &["a.patch", "-n", &"x".repeat(46)],
+            &["fix.v2.patch"],
+            &["a.patch", "--fuzz", "3"],
         ] {
             let e = parse(bad).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn positional_patches_merge_with_patch_in_order() {
+        let c = parse(&["a.patch", "--patch", "b.patch", "c.patch", "-p", "d.patch"]).unwrap();
+        assert!(c.command.is_none());
+        assert_eq!(
+            c.build.patches,
+            ["a.patch", "b.patch", "c.patch", "d.patch"].map(PathBuf::from)
+        );
+        assert!(c.build.patch_args.is_empty());
+        let c = parse(&["-v", "/b/vmlinux", "fix.patch", "other.patch"]).unwrap();
+        assert_eq!(
+            c.build.patches,
+            ["fix.patch", "other.patch"].map(PathBuf::from)
+        );
+        assert_eq!(c.build.module_name().unwrap(), "livepatch-fix");
+    }
+
+    #[test]
+    fn subcommand_names_versus_patch_files() {
+        // A first positional word that names a subcommand is the subcommand.
+        assert!(matches!(
+            parse(&["diff", "a.o", "b.o"]).unwrap().command,
+            Some(Command::Diff(_))
+        ));
+        assert!(matches!(
+            parse(&["check", "x.ko"]).unwrap().command,
+            Some(Command::Check(_))
+        ));
+        // A patch file called `diff`: ./diff, --patch diff, or after `--`.
+        for args in [&["./diff"][..], &["--patch", "diff"], &["--", "diff"]] {
+            let c = parse(args).unwrap();
+            assert!(c.command.is_none(), "{args:?}");
+            assert_eq!(c.build.patches.len(), 1, "{args:?}");
+            assert!(c.build.patches[0].ends_with("diff"), "{args:?}");
+        }
+        // After a patch file, later words are patch files.
+        let c = parse(&["fix.patch", "check"]).unwrap();
+        assert!(c.command.is_none());
+        assert_eq!(c.build.patches, ["fix.patch", "check"].map(PathBuf::from));
+        let c = parse(&["--patch", "a", "check", "x.ko"]).unwrap();
+        assert!(c.command.is_none());
+        assert_eq!(c.build.patches, ["a", "check", "x.ko"].map(PathBuf::from));
+    }
+
+    #[test]
+    fn debug_levels_and_flags_of_the_anchors() {
+        let c = parse(&["a.patch", "-d"]).unwrap();
+        assert_eq!(c.build.debug, 1);
+        assert!(
+            c.build.keep_tmp,
+            "-d keeps the temporary directory, as in both anchors"
+        );
+        let c = parse(&["a.patch", "-ddd"]).unwrap();
+        assert_eq!(c.build.debug, 3);
+        let c = parse(&["a.patch", "-d", "--debug"]).unwrap();
+        assert_eq!(c.build.debug, 2);
+        let c = parse(&["a.patch"]).unwrap();
+        assert_eq!(c.build.debug, 0);
+        assert!(!c.build.keep_tmp && !c.build.show_first_changed);
+        assert_eq!(c.build.fuzz, 0);
+        let c = parse(&["a.patch", "-f", "--fuzz", "2", "--no-replace"]).unwrap();
+        assert!(c.build.show_first_changed && c.build.non_replace);
+        assert_eq!(c.build.fuzz, 2);
+        assert!(parse(&["a.patch", "--show-first-changed", "--keep-tmp"]).is_ok());
+        // kpatch-build's and klp-build's spellings.
+        assert!(parse(&["a.patch", "-T"]).unwrap().build.keep_tmp);
+        assert!(
+            parse(&["a.patch", "--skip-cleanup"])
+                .unwrap()
+                .build
+                .keep_tmp
+        );
+        assert!(
+            parse(&["a.patch", "--skip-gcc-check"])
+                .unwrap()
+                .build
+                .skip_compiler_check
+        );
+        assert!(parse(&["a.patch", "-R"]).unwrap().build.non_replace);
+    }
+
+    #[test]
+    fn names() {
+        let c = parse(&["a.patch", "-n", "fix_1-b"]).unwrap();
+        assert_eq!(c.build.module_name().unwrap(), "livepatch-fix_1-b");
+        let longest = "x".repeat(NAME_MAX);
+        let c = parse(&["a.patch", "-n", &longest]).unwrap();
+        assert_eq!(c.build.module_name().unwrap().len(), 55);
+        // Names are never rewritten: two names, two modules.
+        let a = parse(&["p.patch", "-n", "a-b"])
+            .unwrap()
+            .build
+            .module_name()
+            .unwrap();
+        let b = parse(&["p.patch", "-n", "a_b"])
+            .unwrap()
+            .build
+            .module_name()
+            .unwrap();
+        assert_ne!(a, b);
+        // The default comes from the first patch file, under the same rule.
+        let c = parse(&["dir.d/0001-fix-cmdline.patch", "b.diff"]).unwrap();
+        assert_eq!(c.build.module_name().unwrap(), "livepatch-0001-fix-cmdline");
+        let e = parse(&["fix.v2.patch"]).unwrap_err().to_string();
+        assert!(e.contains("pass -n NAME"), "{e}");
+        let e = parse(&["a.patch", "-n", "fix.v2"]).unwrap_err().to_string();
+        assert!(e.contains("'.' is not allowed"), "{e}");
+        let e = parse(&["a.patch", "-n", ""]).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
+        let e = parse(&["a.patch", "--cumulative", "--no-replace"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--cumulative contradicts --no-replace"), "{e}");
+        // Property: check_name accepts exactly what module_name keeps verbatim.
+        for n in ["a", "A9_-", "-x", "fix.v2", "a b", ""] {
+            assert_eq!(
+                check_name(n).is_ok(),
+                !n.is_empty()
+                    && n.len() <= NAME_MAX
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+                "{n}"
+            );
         }
     }
 

@@ -430,3 +430,55 @@ mod tests {
         assert_ne!(a, alias_prefix("fs/proc/meminfo.o"));
     }
 }
+
+/// `--show-first-changed`: the first changed instruction of `func`, from the differ's
+/// explanation (a diff of the orig and patched instruction listings, in instruction order;
+/// relocation targets shown by name). klp-build prints the address of that instruction; the
+/// differ's listings carry no offsets, so lp-build prints the instruction itself.
+pub fn first_changed(object: &str, func: &str, explanation: &str) -> String {
+    let mut orig = None;
+    let mut patched = None;
+    for line in explanation.lines() {
+        let line = line.trim_start();
+        if let Some(i) = line.strip_prefix("- ") {
+            orig.get_or_insert(i.trim());
+        } else if let Some(i) = line.strip_prefix("+ ") {
+            patched.get_or_insert(i.trim());
+        }
+        if orig.is_some() && patched.is_some() {
+            break;
+        }
+    }
+    match (orig, patched) {
+        (Some(o), Some(p)) => {
+            format!("{object}: {func}: first changed instruction: {o} (patched: {p})")
+        }
+        (Some(o), None) => format!("{object}: {func}: first changed instruction: {o} (removed)"),
+        (None, Some(p)) => format!("{object}: {func}: first changed instruction: {p} (added)"),
+        (None, None) => format!(
+            "{object}: {func}: the instructions are the same; relocation targets or data differ"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod first_changed_tests {
+    use super::first_changed;
+
+    #[test]
+    fn first_changed_instruction() {
+        let why = "  - mov $0x5,%esi\n  + mov $0x6,%esi\n  - call <f>\n";
+        assert_eq!(
+            first_changed("fs/a.o", "f", why),
+            "fs/a.o: f: first changed instruction: mov $0x5,%esi (patched: mov $0x6,%esi)"
+        );
+        assert!(first_changed("a.o", "f", "  + ret\n").ends_with("ret (added)"));
+        assert!(first_changed("a.o", "f", "  - ret\n").ends_with("ret (removed)"));
+        assert!(first_changed(
+            "a.o",
+            "f",
+            "  (same instructions; relocation targets or data differ)\n"
+        )
+        .contains("the instructions are the same"));
+    }
+}

@@ -8,7 +8,8 @@
 //! kbuild runs as `CC`; [`runner`] running make in its own process group; [`kbuild`] which
 //! object belongs to vmlinux or to which module, Module.symvers; [`probe`] special-section
 //! entry sizes; [`pipeline`] the phases; [`commands`] the `diff` and `check` subcommands;
-//! [`exit`] exit statuses; [`signals`] SIGINT/SIGTERM; [`ui`] progress output.
+//! [`exit`] exit statuses; [`hooks`] the hooks headers built into the binary; [`install`] the
+//! hidden `completions`, `man` and `hooks` subcommands; [`signals`] SIGINT/SIGTERM; [`ui`] progress output.
 //!
 //! Architecture invariant: this crate is the only one that touches the kernel tree, writes files
 //! and starts processes; lp-diff and lp-emit are pure.
@@ -23,7 +24,9 @@ pub mod commands;
 pub mod exit;
 pub mod fsutil;
 pub mod ftrace_sites;
+pub mod hooks;
 pub mod input;
+pub mod install;
 pub mod journal;
 pub mod kbuild;
 pub mod patchfile;

@@ -1,7 +1,6 @@
 //! `lp-build`: see the crate README for the command line and exit statuses.
 
-use clap::Parser;
-use lp_build::cli::{Cli, Command};
+use lp_build::cli::Command;
 use lp_build::exit::{hint_of, one_line, status_of, Status};
 use std::process::ExitCode;
 
@@ -14,7 +13,7 @@ fn main() -> ExitCode {
     {
         return lp_build::ccwrap::main(args[2..].to_vec());
     }
-    let cli = match Cli::try_parse_from(&args) {
+    let cli = match lp_build::cli::parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -25,8 +24,12 @@ fn main() -> ExitCode {
             });
         }
     };
-    let debug = cli.build.debug;
-    let filter = if debug { "debug" } else { "warn" };
+    let debug = cli.build.debug();
+    let filter = match cli.build.debug {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LP_BUILD_LOG")
@@ -45,6 +48,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Diff(d)) => lp_build::commands::diff(d),
         Some(Command::Check(c)) => lp_build::commands::check(c),
+        Some(Command::Completions { shell }) => lp_build::install::completions(*shell),
+        Some(Command::Man { dir }) => lp_build::install::man(dir.as_deref()),
+        Some(Command::Hooks { dir }) => lp_build::install::hooks(dir.as_deref()),
         None => {
             let ui = lp_build::ui::Ui::new(debug);
             lp_build::pipeline::run(&cli.build, &ui).map(|o| o.status)

@@ -215,26 +215,6 @@ fn default_vmlinux() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
-/// The directory of `lp-hooks.h`: `LP_HOOKS_DIR`, else `hooks-macros/` next to the binary, in
-/// `../share/lp-build/`, or in a parent directory (a cargo target directory inside the repo).
-pub fn find_hooks_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os(ccwrap::ENV_HOOKS_DIR) {
-        return Some(PathBuf::from(d));
-    }
-    let exe = std::env::current_exe().ok()?;
-    let exe = fs::canonicalize(&exe).unwrap_or(exe);
-    let dir = exe.parent()?;
-    let mut cands = vec![
-        dir.join("hooks-macros"),
-        dir.join("../share/lp-build/hooks-macros"),
-    ];
-    cands.extend(dir.ancestors().skip(1).map(|a| a.join("hooks-macros")));
-    cands
-        .into_iter()
-        .find(|c| c.is_dir())
-        .and_then(|c| fs::canonicalize(c).ok())
-}
-
 fn read_patches(paths: &[PathBuf]) -> Result<Vec<PatchInput>> {
     let mut out = Vec::new();
     let mut refusals = Vec::new();
@@ -357,7 +337,7 @@ fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
             &cc_line,
         )?;
     }
-    let (files, notes) = apply::apply_in_scratch(&src.path, &patches, scratch)?;
+    let (files, notes) = apply::apply_in_scratch_fuzz(&src.path, &patches, scratch, args.fuzz)?;
     for n in notes {
         ui.info(&format!("note: {n}"));
     }
@@ -368,17 +348,7 @@ fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
             "the patch is already applied or reverts itself: there is nothing to live-patch",
         ));
     }
-    let stem = match &args.name {
-        Some(n) => n.clone(),
-        None => {
-            let first = &args.patches[0];
-            first
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "patch".to_string())
-        }
-    };
-    let module = lp_emit::module_name(&stem);
+    let module = args.module_name()?;
     let output_dir = match &args.output {
         Some(o) => o.clone(),
         None => cwd,
@@ -649,7 +619,7 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
                 exports: Some(exports.clone()),
                 objtool_on_module: c.objtool_on_module,
                 alias_prefix: alias_prefix(&p.rel),
-                explain: ui.debug,
+                explain: ui.debug || args.show_first_changed,
                     };
             let r = lp_diff::diff(&orig, &patched, &opts).map_err(|e| {
                 fail_hint(
@@ -701,6 +671,11 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
             if ui.debug {
                 for (f, why) in &r.explanations {
                     println!("  why {f} changed:\n{why}");
+                }
+            }
+            if args.show_first_changed {
+                for (f, why) in &r.explanations {
+                    println!("{}", crate::commands::first_changed(&p.rel, f, why));
                 }
             }
         }
@@ -1125,14 +1100,11 @@ fn patched_build(
     let mut cmd = kb.command(&goals);
     cmd.env(ccwrap::ENV_SAVE_DIR, changes.save_dir())
         .env(ccwrap::ENV_OBJTREE, &kb.build);
-    match find_hooks_dir() {
-        Some(h) => {
-            cmd.env(ccwrap::ENV_HOOKS_DIR, h);
-        }
-        None => ui.warn(
-            "hooks-macros/ not found (set LP_HOOKS_DIR): `#include \"lp-hooks.h\"` will fail",
-        ),
-    }
+    // The hooks headers are built into the binary: written beside the pairs, in the run's
+    // temporary directory.
+    let hooks_dir = pairs_dir.with_file_name("hooks-macros");
+    crate::hooks::write_headers(&hooks_dir)?;
+    cmd.env(ccwrap::ENV_HOOKS_DIR, &hooks_dir);
     make_in_group(
         ui,
         "building the patched objects",

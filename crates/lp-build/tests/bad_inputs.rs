@@ -119,7 +119,7 @@ fn patch_binary() {
 fn patch_does_not_apply_names_hunk_and_file() {
     bad_patch(
         "stale.diff",
-        "--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n@@ -1,3 +1,4 @@\n #include <linux/fake.h>\n \n+/* x */\n extern int fake_puts(const char *s);\n@@ -7,3 +8,3 @@\n int nothing_like_this(void)\n {\n-\tfake_puts(saved_command_line);\n+\tfake_puts(\"x\");\n",
+        "--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n@@ -1,3 +1,4 @@\n #include <linux/fake.h>\n \n+/* x */\n extern int fake_puts(const char *s);\n@@ -7,3 +8,3 @@\n int nothing_like_this(void)\n {\n-\tfake_puts(no_such_line);\n+\tfake_puts(\"x\");\n",
         5,
         "error",
         &[
@@ -127,6 +127,31 @@ fn patch_does_not_apply_names_hunk_and_file() {
             "hunk #2 of fs/proc/cmdline.c (line 8 of stale.diff) does not apply",
         ],
     );
+}
+
+#[test]
+fn patch_needing_fuzz_says_how_to_proceed() {
+    // Hunk #2's context is not in the tree, but its changed line is: only fuzz 2 applies it
+    // (and may apply it in the wrong place): refused, with where it would land and what to do.
+    let (f, before) = warm();
+    let p = f.patch(
+        "stale.diff",
+        "--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n@@ -1,3 +1,4 @@\n #include <linux/fake.h>\n \n+/* x */\n extern int fake_puts(const char *s);\n@@ -7,3 +8,3 @@\n int nothing_like_this(void)\n {\n-\tfake_puts(saved_command_line);\n+\tfake_puts(\"x\");\n",
+    );
+    let o = f.run(&[&p], &[]);
+    assert_failure(
+        &o,
+        5,
+        "error",
+        &[
+            "stale.diff does not apply",
+            "without fuzz",
+            "hunk #2 of fs/proc/cmdline.c (line 8 of stale.diff) would apply with fuzz 2 at line",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("hint: check that each of these hunks lands where you meant, then rerun with --fuzz 2; or refresh the patch"), "{err}");
+    assert_untouched(&f, &before, "stale.diff");
 }
 
 #[test]

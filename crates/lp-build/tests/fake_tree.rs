@@ -388,3 +388,58 @@ fn through_the_differ() {
     assert_eq!(report["objects"][0]["source"], "fs/proc/cmdline.o");
     f.assert_as_found(&before, "after no change");
 }
+
+#[test]
+fn positional_patches_fuzz_first_changed_and_built_in_headers() {
+    let f = Fake::new();
+    // The first context line is not in the tree: the hunk applies only with fuzz 1.
+    let fuzzy = "--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n@@ -6,6 +6,7 @@\n \
+                 /* not in the tree */\n int cmdline_proc_show(void)\n {\n+\tfake_puts(\"livepatched \");\n \
+                 \tfake_puts(saved_command_line);\n \treturn FAKE_ZERO;\n }\n";
+    let p = f.patch("fuzzy.diff", fuzzy);
+    let before = f.snapshots();
+    let o = f.run(&[], &[p.to_str().unwrap(), "--stop-after", "diff"]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let all = text(&o);
+    assert!(all.contains("would apply with fuzz 1 at line"), "{all}");
+    assert!(all.contains("rerun with --fuzz 1"), "{all}");
+    f.assert_as_found(&before, "after the fuzz refusal");
+
+    // Asked for: applied, with where it landed; -f names the first changed instruction.
+    let o = f.run(
+        &[],
+        &[
+            p.to_str().unwrap(),
+            "--fuzz",
+            "1",
+            "-f",
+            "--stop-after",
+            "diff",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let all = text(&o);
+    assert!(
+        all.contains(
+            "hunk #1 of fs/proc/cmdline.c (line 3 of fuzzy.diff) applied with fuzz 1 at line 5 of \
+             fs/proc/cmdline.c"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains("fs/proc/cmdline.o: cmdline_proc_show: first changed instruction:"),
+        "{all}"
+    );
+
+    // The hooks headers come from the binary: a patch including kpatch-macros.h builds, and
+    // its load hook is seen by the differ.
+    let hooked = "--- a/fs/proc/cmdline.c\n+++ b/fs/proc/cmdline.c\n@@ -1,4 +1,5 @@\n \
+                  #include <linux/fake.h>\n+#include \"kpatch-macros.h\"\n \n extern int fake_puts(const char *s);\n \
+                  const char *saved_command_line = \"console=ttyS0\";\n@@ -7,4 +8,6 @@\n {\n \
+                  \tfake_puts(saved_command_line);\n \treturn FAKE_ZERO;\n }\n+static void hello(void) { fake_puts(\"hi\"); }\n\
+                  +KPATCH_LOAD_HOOK(hello);\n";
+    let p = f.patch("hooked.diff", hooked);
+    let o = f.run(&[], &[p.to_str().unwrap(), "--stop-after", "diff"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("new function:     hello"), "{}", text(&o));
+}

@@ -1,6 +1,13 @@
 //! Reads the hooks-macros annotations from the PATCHED object (and only there): callbacks,
 //! legacy load/unload hooks, system states, ignored functions and sections.
 //! Formats: docs/CONTRACTS.md.
+//!
+//! Also read: kpatch's own sections (`.kpatch.callbacks.*`, `.kpatch.hooks.*`,
+//! `.kpatch.ignore.*`) and the upstream kernel's klp-build callbacks
+//! (`.discard.klp_callback_ptrs`, one pointer per callback named
+//! `__klp_<kind>_callback_<objname>`). A section that carries an author's intent and is not
+//! understood here (`.kpatch.force`, any other `.kpatch.*`, `.lp.*` or `.discard.klp_callback*`
+//! section or symbol) is a problem naming it, never dropped.
 
 use crate::view::{Target, View};
 use std::collections::HashSet;
@@ -66,6 +73,82 @@ fn read_u32(b: &[u8], at: usize) -> Option<u32> {
     ))
 }
 
+/// The sections of klp-build's `KLP_*_CALLBACK` (`include/linux/livepatch_helpers.h`; the
+/// name changed during its review).
+const KLP_CALLBACK_SECTIONS: &[&str] = &[".discard.klp_callback_ptrs", ".discard.klp_callbacks"];
+
+/// klp-build's callback symbol prefixes (`include/linux/livepatch_external.h`) and their kinds.
+const KLP_CALLBACK_PREFIXES: &[(&str, &str)] = &[
+    ("__klp_pre_patch_callback_", "pre_patch"),
+    ("__klp_post_patch_callback_", "post_patch"),
+    ("__klp_pre_unpatch_callback_", "pre_unpatch"),
+    ("__klp_post_unpatch_callback_", "post_unpatch"),
+];
+
+/// Other annotation sections the differ knows.
+const KNOWN_SECTIONS: &[&str] = &[
+    ".lp.states",
+    ".lp.ignore.functions",
+    ".lp.ignore.sections",
+    ".kpatch.ignore.functions",
+    ".kpatch.ignore.sections",
+];
+
+/// Whether `name` looks like an annotation section (an author's intent) that is not known.
+fn unknown_annotation(name: &str) -> bool {
+    let annotation = name.starts_with(".lp.")
+        || name.starts_with(".kpatch.")
+        || name.starts_with(".discard.klp_callback");
+    annotation
+        && !KNOWN_SECTIONS.contains(&name)
+        && !KLP_CALLBACK_SECTIONS.contains(&name)
+        && !CALLBACK_SECTIONS.iter().any(|(n, ..)| *n == name)
+}
+
+fn read_klp_callbacks(p: &View, sec: usize, name: &str, h: &mut Hooks) {
+    let relocs = p.relocs(sec);
+    for (i, sym) in p.obj.symbols.iter().enumerate() {
+        if sym.section_index() != Some(sec) || sym.is_section() {
+            continue;
+        }
+        let sname = p.name(i);
+        let Some((prefix, kind)) = KLP_CALLBACK_PREFIXES
+            .iter()
+            .find(|(prefix, _)| sname.starts_with(prefix))
+        else {
+            h.problems.push((
+                name.to_string(),
+                format!(
+                    "`{sname}` is not a klp-build callback lp-build knows (expected \
+                     __klp_{{pre,post}}_{{patch,unpatch}}_callback_<object>)"
+                ),
+            ));
+            continue;
+        };
+        let _ = prefix;
+        let Some(r) = relocs.iter().find(|r| r.offset == sym.value) else {
+            h.problems.push((
+                name.to_string(),
+                format!("`{sname}` does not point to a function"),
+            ));
+            continue;
+        };
+        let Target::Sym { sym: func, .. } = p.target(sec, r) else {
+            h.problems.push((
+                name.to_string(),
+                format!("`{sname}` does not point to a function"),
+            ));
+            continue;
+        };
+        h.callbacks.push(Callback {
+            kind,
+            func,
+            order: sym.value / 8,
+            void_hook: false,
+        });
+    }
+}
+
 /// Reads the annotations of `p`.
 pub fn read(p: &View) -> Hooks {
     let mut h = Hooks::default();
@@ -103,6 +186,23 @@ pub fn read(p: &View) -> Hooks {
                     void_hook,
                 });
             }
+        } else if KLP_CALLBACK_SECTIONS.contains(&name.as_ref()) {
+            read_klp_callbacks(p, sec, &name, &mut h);
+        } else if name == ".kpatch.force" {
+            h.problems.push((
+                name.to_string(),
+                "KPATCH_FORCE_UNSAFE: the kernel's livepatch has no per-function override of \
+                 the consistency model (only a whole-transition force from sysfs); remove it and \
+                 make the change safe to apply"
+                    .into(),
+            ));
+        } else if !s.is_reloc() && unknown_annotation(&name) {
+            h.problems.push((
+                name.to_string(),
+                "an annotation section lp-build does not understand: it would be dropped, so \
+                 the patch is refused; use the macros of lp-hooks.h (hooks-macros/README.md)"
+                    .into(),
+            ));
         } else if name == ".lp.states" {
             let b = s.bytes();
             for at in (0..b.len() / 16).map(|k| k * 16) {

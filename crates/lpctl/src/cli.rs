@@ -29,9 +29,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show the identity recorded in a livepatch module file.
+    /// Show the identity recorded in a livepatch module file, or a loaded livepatch's state and
+    /// the functions it patches.
     Info {
-        /// The module file (.ko).
+        /// The module file (.ko; a path that exists or contains `/`), or the name of a loaded
+        /// livepatch (`-` and `_` are the same).
+        #[arg(value_name = "FILE.ko|NAME")]
         file: PathBuf,
         /// Print JSON.
         #[arg(long)]
@@ -46,7 +49,13 @@ pub enum Command {
     /// Load a livepatch module, applying the replace policy first.
     Load {
         /// The module file (.ko).
-        file: PathBuf,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        file: Option<PathBuf>,
+        /// Load every module installed for the running kernel (lpctl install), in file-name
+        /// order, each as `lpctl load FILE` would, except that non-cumulative patches without
+        /// atomic replace are stacked (as with --keep-others). The boot service runs this.
+        #[arg(long)]
+        all: bool,
         /// Allow replacing a newer cumulative patch with an older one.
         #[arg(long)]
         allow_downgrade: bool,
@@ -74,6 +83,43 @@ pub enum Command {
         #[command(flatten)]
         timing: TimingArgs,
     },
+    /// Keep a livepatch for a kernel release, so that `lpctl load --all` (the boot service)
+    /// loads it: copied to /var/lib/lpctl/<release>/<name>.ko.
+    Install {
+        /// The module file (.ko).
+        file: PathBuf,
+        /// The kernel release [default: the running kernel's]; must match the module's
+        /// vermagic.
+        #[arg(short = 'k', long = "kernel-version", value_name = "RELEASE")]
+        kernel_version: Option<String>,
+    },
+    /// Remove an installed livepatch (it stays loaded until lpctl unload).
+    Uninstall {
+        /// The module name (`-` and `_` are the same).
+        name: String,
+        /// The kernel release [default: the running kernel's].
+        #[arg(short = 'k', long = "kernel-version", value_name = "RELEASE")]
+        kernel_version: Option<String>,
+    },
+    /// Print a shell completion script for lpctl (bash, zsh or fish).
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print lpctl's man page (roff).
+    #[command(hide = true)]
+    Man,
+}
+
+/// lpctl's man page (roff), generated from the clap definition.
+pub fn man_page() -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    // Rendering into memory cannot fail.
+    let _ = clap_mangen::Man::new(Cli::command()).render(&mut page);
+    page
 }
 
 #[derive(Debug, Clone, Args)]
@@ -149,6 +195,27 @@ pub fn run(
 ) -> Result<()> {
     let sys = Sys::new(&cli.root);
     match cli.command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "lpctl", &mut script);
+            emit(out, &String::from_utf8_lossy(&script))
+        }
+        Command::Man => emit(out, &String::from_utf8_lossy(&man_page())),
+        // A path that exists, or anything with a `/`, is a module file; otherwise the name
+        // of a loaded livepatch.
+        Command::Info { file, json: j }
+            if !file.exists() && !file.as_os_str().as_encoded_bytes().contains(&b'/') =>
+        {
+            let name = file.to_string_lossy();
+            let info = ops::info_loaded(&sys, &name)?;
+            let text = if j {
+                json(&info)?
+            } else {
+                output::loaded_info_text(&info)
+            };
+            emit(out, &text)
+        }
         Command::Info { file, json: j } => {
             let id = ops::info(&file)?;
             let text = if j {
@@ -167,8 +234,29 @@ pub fn run(
             };
             emit(out, &text)
         }
+        Command::Install {
+            file,
+            kernel_version,
+        } => {
+            let dest = crate::install::install(&sys, &file, kernel_version.as_deref())?;
+            emit(out, &format!("installed {}\n", dest.display()))
+        }
+        Command::Uninstall {
+            name,
+            kernel_version,
+        } => {
+            let gone = crate::install::uninstall(&sys, &name, kernel_version.as_deref())?;
+            emit(
+                out,
+                &format!(
+                    "uninstalled {} (a loaded copy stays loaded: lpctl unload)\n",
+                    gone.display()
+                ),
+            )
+        }
         Command::Load {
             file,
+            all,
             allow_downgrade,
             keep_others,
             dry_run,
@@ -184,9 +272,34 @@ pub fn run(
                 timing: timing.timing(),
                 log,
             };
-            let (id, plan) = ops::load(&mut ctx, &file, &flags, dry_run)?;
-            if dry_run {
-                emit(out, &output::plan_text(&plan, &id))?;
+            let files = match file {
+                Some(f) => vec![f],
+                None => {
+                    let files = crate::install::installed(&ctx.sys, None)?;
+                    if files.is_empty() {
+                        let _ = writeln!(
+                            ctx.log,
+                            "lpctl: no livepatch installed for this kernel (lpctl install)"
+                        );
+                    }
+                    files
+                }
+            };
+            for file in files {
+                // --all stacks the non-cumulative patches that do not replace (as
+                // --keep-others); a cumulative or replacing patch follows the policy as is.
+                let stack = all
+                    && crate::modinfo::read_module(&file)
+                        .map(|id| !id.cumulative && !id.replace)
+                        .unwrap_or(false);
+                let flags = Flags {
+                    allow_downgrade: flags.allow_downgrade,
+                    keep_others: flags.keep_others || stack,
+                };
+                let (id, plan) = ops::load(&mut ctx, &file, &flags, dry_run)?;
+                if dry_run {
+                    emit(out, &output::plan_text(&plan, &id))?;
+                }
             }
             Ok(())
         }

@@ -40,6 +40,27 @@ impl Kernel for RealKernel {
         let file = File::open(path)?;
         let params = CString::new(params)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in module params"))?;
+        // A compressed module: decompressed here and given to init_module(2), as kmod does
+        // (finit_module only decompresses on kernels with CONFIG_MODULE_DECOMPRESS).
+        let data = std::fs::read(path)?;
+        if let Some(image) = crate::compress::decompress(&data)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.message))?
+        {
+            // SAFETY: `image` and `params` are alive across the call; the length is the
+            // buffer's.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_init_module,
+                    image.as_ptr(),
+                    image.len() as libc::c_ulong,
+                    params.as_ptr(),
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            return Ok(());
+        }
         // SAFETY: the fd is open for the duration of the call and `params`
         // is a NUL-terminated string that outlives it.
         let rc = unsafe {

@@ -5,7 +5,9 @@
 //! and all changes through the [`kernel::Kernel`] trait.
 
 pub mod cli;
+pub mod compress;
 pub mod error;
+pub mod install;
 pub mod kernel;
 pub mod modinfo;
 pub mod ops;

@@ -126,8 +126,7 @@ pub fn name_from_path(path: &Path) -> String {
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let stem = file.strip_suffix(".ko").unwrap_or(&file);
-    stem.replace('-', "_")
+    crate::compress::strip_module_suffix(&file).replace('-', "_")
 }
 
 impl ModuleIdentity {
@@ -294,7 +293,11 @@ pub fn read_module(path: &Path) -> Result<ModuleIdentity> {
         )
         .hint("pass a readable livepatch module (.ko) file")
     })?;
-    parse_module(&data, path)
+    // A compressed module (.ko.xz, .ko.zst, .ko.gz) is read decompressed.
+    match crate::compress::decompress(&data)? {
+        Some(image) => parse_module(&image, path),
+        None => parse_module(&data, path),
+    }
 }
 
 fn read_limited(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {

@@ -89,6 +89,39 @@ pub fn info(path: &Path) -> Result<ModuleIdentity> {
     Ok(id)
 }
 
+/// `lpctl info NAME`: a livepatch loaded on the running kernel and the functions it patches.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadedInfo {
+    pub patch: PatchStatus,
+    /// Where the stack order came from.
+    pub order_source: OrderSource,
+    /// The functions this patch patches (those whose `winner` is another patch are overridden).
+    pub functions: Vec<PatchedFunction>,
+}
+
+/// `lpctl info NAME` (`-` and `_` are the same in module names).
+pub fn info_loaded(sys: &Sys, name: &str) -> Result<LoadedInfo> {
+    let n = name.replace('-', "_");
+    let (patches, order_source) = sys.patches()?;
+    let functions = sys.patched_functions(&patches)?;
+    let Some(patch) = patches.into_iter().find(|p| p.patch.name == n) else {
+        return Err(Error::new(
+            ErrorClass::NotFound,
+            format!("{name} is neither a module file nor a loaded livepatch"),
+        )
+        .hint("lpctl list shows the loaded livepatches; give a path to read a .ko file"));
+    };
+    let functions = functions
+        .into_iter()
+        .filter(|f| f.patches.contains(&n))
+        .collect();
+    Ok(LoadedInfo {
+        patch,
+        order_source,
+        functions,
+    })
+}
+
 fn refusal_error(r: Refusal) -> Error {
     let hint = match &r {
         Refusal::InTransition { name, .. } => format!(
@@ -482,7 +515,15 @@ fn unload_module(ctx: &mut Ctx<'_>, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// `finit_module` and wait for the patching transition; on a stall, report
+/// How many times `load` tries `finit_module` while the kernel answers EBUSY.
+pub const BUSY_LOAD_ATTEMPTS: u32 = 5;
+
+/// The wait between two attempts: 20 polling intervals (2 s by default).
+pub fn busy_retry_interval(t: Timing) -> Duration {
+    t.poll.saturating_mul(20)
+}
+
+/// `finit_module` (retried while the kernel is busy) and wait for the patching transition; on a stall, report
 /// the blocking tasks, reverse the transition and unload the module.
 fn load_module(
     ctx: &mut Ctx<'_>,
@@ -492,9 +533,31 @@ fn load_module(
     replaced: &[String],
 ) -> Result<()> {
     ctx.say(format!("loading {} as {name}", path.display()));
-    ctx.kernel
-        .load_module(path, "")
-        .map_err(|e| errno_error(&format!("cannot load {}", path.display()), &e))?;
+    let mut attempt = 1;
+    loop {
+        match ctx.kernel.load_module(path, "") {
+            Ok(()) => break,
+            // EBUSY: the kernel is in another transition (or another module operation); it
+            // usually clears within seconds, so retry as kpatch's tool does.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && attempt < BUSY_LOAD_ATTEMPTS => {
+                let wait = busy_retry_interval(ctx.timing);
+                ctx.say(format!(
+                    "the kernel is busy (attempt {attempt} of {BUSY_LOAD_ATTEMPTS}): retrying \
+                     in {:.1} s",
+                    wait.as_secs_f64()
+                ));
+                sleep(wait);
+                attempt += 1;
+            }
+            Err(e) => {
+                let mut err = errno_error(&format!("cannot load {}", path.display()), &e);
+                if attempt > 1 {
+                    err.message = format!("{} (after {attempt} attempts)", err.message);
+                }
+                return Err(err);
+            }
+        }
+    }
     if ctx.sys.patch_flags(name)?.is_none() {
         let _ = ctx.kernel.delete_module(name);
         return Err(Error::new(

@@ -229,3 +229,68 @@ pub fn blockers_text(blockers: &[Blocker], max: usize) -> String {
     }
     o
 }
+
+/// `lpctl info NAME` for a loaded livepatch.
+pub fn loaded_info_text(i: &crate::ops::LoadedInfo) -> String {
+    let p = &i.patch;
+    let mut o = String::new();
+    let _ = writeln!(o, "name:           {}", p.patch.name);
+    let _ = writeln!(o, "state:          {}", p.state);
+    let _ = writeln!(
+        o,
+        "registered:     {}",
+        if p.patch.registered {
+            "yes"
+        } else {
+            "no (module left loaded: replaced or disabled)"
+        }
+    );
+    let _ = writeln!(
+        o,
+        "type:           {}",
+        kind(p.patch.cumulative, p.patch.version)
+    );
+    let _ = writeln!(
+        o,
+        "built by:       {}",
+        if p.lp_build {
+            "lp-build"
+        } else {
+            "not lp-build (no lp_* parameters)"
+        }
+    );
+    if let Some(r) = p.replace {
+        let _ = writeln!(o, "replace:        {}", if r { "yes" } else { "no" });
+    }
+    if p.patch.registered && p.patch.stack_order > 0 {
+        let _ = writeln!(
+            o,
+            "stack order:    {} (from {})",
+            p.patch.stack_order,
+            match i.order_source {
+                OrderSource::StackOrder => "stack_order",
+                OrderSource::LoadOrder => "the load order",
+            }
+        );
+    }
+    if let Some(v) = &p.patch.srcversion {
+        let _ = writeln!(o, "srcversion:     {v}");
+    }
+    if let Some(r) = p.refcnt {
+        let _ = writeln!(o, "refcnt:         {r}");
+    }
+    if i.functions.is_empty() {
+        let _ = writeln!(o, "functions:      (none patched now)");
+    } else {
+        let _ = writeln!(o, "functions:");
+        for f in &i.functions {
+            let who = if f.winner == p.patch.name {
+                "active".to_string()
+            } else {
+                format!("overridden by {}", f.winner)
+            };
+            let _ = writeln!(o, "  {}:{},{}  {who}", f.object, f.function, f.sympos);
+        }
+    }
+    o
+}

@@ -558,6 +558,254 @@ fn kernel_refusals_map_to_classes() {
     }
 }
 
+#[test]
+fn info_of_a_loaded_patch() {
+    let t = Tree::new();
+    t.add_patch(
+        "fix_a",
+        Some((false, 0)),
+        &[
+            ("vmlinux", "cmdline_proc_show", 1),
+            ("ext4", "ext4_fill_super", 1),
+        ],
+    );
+    t.add_patch(
+        "fix_b",
+        Some((true, 3)),
+        &[("vmlinux", "cmdline_proc_show", 1)],
+    );
+    let mut k = FakeKernel::new(&t);
+    // Not a file here, no `/`: a loaded patch; `-` and `_` are the same.
+    let o = lpctl(&t, &mut k, &["info", "fix-a"]);
+    ok(&o);
+    assert!(o.out.contains("name:           fix_a"), "{}", o.out);
+    assert!(o.out.contains("state:          enabled"), "{}", o.out);
+    assert!(
+        o.out.contains("type:           non-cumulative"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out
+            .contains("vmlinux:cmdline_proc_show,1  overridden by fix_b"),
+        "{}",
+        o.out
+    );
+    assert!(
+        o.out.contains("ext4:ext4_fill_super,1  active"),
+        "{}",
+        o.out
+    );
+    let o = lpctl(&t, &mut k, &["info", "fix_b", "--json"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&o.out).unwrap();
+    assert_eq!(v["patch"]["name"], "fix_b");
+    assert_eq!(v["patch"]["cumulative"], true);
+    assert_eq!(v["patch"]["version"], 3);
+    assert_eq!(v["functions"].as_array().unwrap().len(), 1);
+    assert_eq!(v["functions"][0]["winner"], "fix_b");
+    // Neither a file nor a loaded patch.
+    let o = lpctl(&t, &mut k, &["info", "nope"]);
+    assert_eq!(err_class(&o), ErrorClass::NotFound);
+    assert!(o
+        .result
+        .unwrap_err()
+        .to_string()
+        .contains("neither a module file nor a loaded livepatch"));
+    // A path is always a file.
+    let o = lpctl(&t, &mut k, &["info", "./fix_a"]);
+    assert_eq!(err_class(&o), ErrorClass::BadModule);
+    assert!(k.calls.is_empty());
+}
+
+#[test]
+fn install_uninstall_and_load_all() {
+    let t = Tree::new();
+    w(&t.p("proc/sys/kernel/osrelease"), "6.6.0\n");
+    let dir = tempfile::tempdir().unwrap();
+    let a = write_ko(dir.path(), "fix_a", false, 0);
+    let c = write_ko(dir.path(), "fix_c", false, 0);
+    let mut k = FakeKernel::new(&t);
+
+    // Nothing installed: load --all loads nothing, and says so.
+    let o = lpctl(&t, &mut k, &["load", "--all"]);
+    ok(&o);
+    assert!(o.log.contains("no livepatch installed"), "{}", o.log);
+    assert!(k.calls.is_empty());
+
+    // Install (for the running release by default), twice is a no-op.
+    for f in [&a, &c, &a] {
+        let o = lpctl(&t, &mut k, &["install", f.to_str().unwrap()]);
+        ok(&o);
+    }
+    assert!(t.p("var/lib/lpctl/6.6.0/fix_a.ko").is_file());
+    assert!(t.p("var/lib/lpctl/6.6.0/fix_c.ko").is_file());
+    // Another module of the same name: refused.
+    let other = write_ko(dir.path(), "fix_a", true, 7);
+    let o = lpctl(&t, &mut k, &["install", other.to_str().unwrap()]);
+    assert_eq!(err_class(&o), ErrorClass::Refused);
+    // Built for another kernel: refused, unless installed for that one.
+    let o = lpctl(
+        &t,
+        &mut k,
+        &["install", "-k", "6.12.0", a.to_str().unwrap()],
+    );
+    assert_eq!(err_class(&o), ErrorClass::BadModule);
+    assert!(o
+        .result
+        .unwrap_err()
+        .to_string()
+        .contains("built for kernel"));
+    let o = lpctl(&t, &mut k, &["install", "-k", "../x", a.to_str().unwrap()]);
+    assert!(o.result.is_err());
+    assert!(k.calls.is_empty(), "install never touches the kernel");
+
+    // load --all: every installed module, in file-name order, through the policy; the two
+    // non-cumulative, non-replacing patches are stacked.
+    let o = lpctl(&t, &mut k, &["load", "--all", "--dry-run"]);
+    ok(&o);
+    assert!(k.calls.is_empty());
+    let o = lpctl(&t, &mut k, &["load", "--all"]);
+    ok(&o);
+    let loads: Vec<&String> = k.calls.iter().filter(|c| c.starts_with("load ")).collect();
+    assert_eq!(loads, ["load fix_a", "load fix_c"]);
+    assert!(
+        t.p("sys/kernel/livepatch/fix_a").is_dir() && t.p("sys/kernel/livepatch/fix_c").is_dir()
+    );
+    // At boot again (already loaded): nothing to do.
+    k.calls.clear();
+    let o = lpctl(&t, &mut k, &["load", "--all"]);
+    ok(&o);
+    assert!(
+        !k.calls.iter().any(|c| c.starts_with("load ")),
+        "{:?}",
+        k.calls
+    );
+
+    // Uninstall by name (`-` or `_`); unknown names are not found.
+    let o = lpctl(&t, &mut k, &["uninstall", "fix-a"]);
+    ok(&o);
+    assert!(!t.p("var/lib/lpctl/6.6.0/fix_a.ko").exists());
+    let o = lpctl(&t, &mut k, &["uninstall", "fix_a"]);
+    assert_eq!(err_class(&o), ErrorClass::NotFound);
+}
+
+#[test]
+fn the_boot_unit_runs_a_valid_command() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/dist/lpctl.service"))
+        .unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let argv: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(argv[0], "/usr/bin/lpctl");
+    let cli = Cli::try_parse_from(argv).unwrap();
+    assert!(matches!(
+        cli.command,
+        lpctl::cli::Command::Load { all: true, .. }
+    ));
+    assert!(unit.contains("Type=oneshot"));
+    assert!(unit.contains("WantedBy=multi-user.target"));
+}
+
+/// `path` compressed as kbuild's CONFIG_MODULE_COMPRESS_* would, beside it.
+fn compressed(path: &std::path::Path, suffix: &str) -> std::path::PathBuf {
+    use std::io::Write;
+    let data = std::fs::read(path).unwrap();
+    let z = match suffix {
+        "xz" => {
+            let mut out = Vec::new();
+            lzma_rs::xz_compress(&mut &data[..], &mut out).unwrap();
+            out
+        }
+        "zst" => ruzstd::encoding::compress_to_vec(
+            &data[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        ),
+        _ => {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&data).unwrap();
+            e.finish().unwrap()
+        }
+    };
+    let out = path.with_extension(format!("ko.{suffix}"));
+    std::fs::write(&out, z).unwrap();
+    std::fs::remove_file(path).unwrap();
+    out
+}
+
+#[test]
+fn compressed_modules() {
+    for suffix in ["xz", "zst", "gz"] {
+        let t = Tree::new();
+        w(&t.p("proc/sys/kernel/osrelease"), "6.6.0\n");
+        let dir = tempfile::tempdir().unwrap();
+        let f = compressed(&write_ko(dir.path(), "fix-z", false, 0), suffix);
+        let mut k = FakeKernel::new(&t);
+        // info reads it decompressed; the name drops .ko.<suffix>.
+        let o = lpctl(&t, &mut k, &["info", f.to_str().unwrap(), "--json"]);
+        ok(&o);
+        let v: serde_json::Value = serde_json::from_str(&o.out).unwrap();
+        assert_eq!(v["name"], "fix-z", "{suffix}");
+        // load goes through (the fake kernel reads the image like the real one).
+        let o = lpctl(&t, &mut k, &["load", f.to_str().unwrap()]);
+        ok(&o);
+        assert_eq!(k.calls.iter().filter(|c| c.starts_with("load ")).count(), 1);
+        // install keeps the compression; load --all finds it, already loaded.
+        let o = lpctl(&t, &mut k, &["install", f.to_str().unwrap()]);
+        ok(&o);
+        assert!(t
+            .p(&format!("var/lib/lpctl/6.6.0/fix-z.ko.{suffix}"))
+            .is_file());
+        let o = lpctl(&t, &mut k, &["load", "--all"]);
+        ok(&o);
+        assert_eq!(k.calls.iter().filter(|c| c.starts_with("load ")).count(), 1);
+        let o = lpctl(&t, &mut k, &["uninstall", "fix_z"]);
+        ok(&o);
+        // Damaged: a bad module, never a panic.
+        let data = std::fs::read(&f).unwrap();
+        std::fs::write(&f, &data[..data.len() / 2]).unwrap();
+        let o = lpctl(&t, &mut k, &["info", f.to_str().unwrap()]);
+        assert_eq!(err_class(&o), ErrorClass::BadModule, "{suffix}");
+    }
+}
+
+#[test]
+fn a_busy_kernel_is_retried() {
+    // Busy twice, then the load goes through.
+    let t = Tree::new();
+    let f = write_ko(t.root(), "fix_b", false, 0);
+    let mut k = FakeKernel::new(&t);
+    k.b.busy_loads = 2;
+    let o = lpctl(&t, &mut k, &["load", f.to_str().unwrap()]);
+    assert!(o.result.is_ok(), "{:?}", o.result);
+    assert_eq!(k.calls.iter().filter(|c| c.starts_with("load ")).count(), 3);
+    assert!(
+        o.log.contains("the kernel is busy (attempt 1 of 5)"),
+        "{}",
+        o.log
+    );
+    assert!(o.log.contains("attempt 2 of 5"), "{}", o.log);
+
+    // Busy every time: given up after the last attempt, as busy.
+    let t = Tree::new();
+    let f = write_ko(t.root(), "fix_c", false, 0);
+    let mut k = FakeKernel::new(&t);
+    k.b.busy_loads = 100;
+    let o = lpctl(&t, &mut k, &["load", f.to_str().unwrap()]);
+    assert_eq!(err_class(&o), ErrorClass::Busy);
+    assert_eq!(
+        k.calls.iter().filter(|c| c.starts_with("load ")).count(),
+        lpctl::ops::BUSY_LOAD_ATTEMPTS as usize
+    );
+    assert!(o
+        .result
+        .unwrap_err()
+        .to_string()
+        .contains("after 5 attempts"));
+}
+
 // ---------------------------------------------------------------- stalls
 
 #[test]

@@ -237,6 +237,8 @@ pub struct Behaviour {
     pub stall_forever: HashSet<String>,
     /// errno for finit_module.
     pub load_errno: Option<i32>,
+    /// finit_module fails with EBUSY this many times first.
+    pub busy_loads: u32,
     /// Not root.
     pub unprivileged: bool,
 }
@@ -323,6 +325,10 @@ impl Kernel for FakeKernel<'_> {
             .push(format!("load {} {params}", id.name).trim().to_string());
         if let Some(e) = self.b.load_errno {
             return Err(io::Error::from_raw_os_error(e));
+        }
+        if self.b.busy_loads > 0 {
+            self.b.busy_loads -= 1;
+            return Err(io::Error::from_raw_os_error(libc::EBUSY));
         }
         if self.tree.p(&format!("sys/module/{}", id.name)).exists() {
             return Err(io::Error::from_raw_os_error(libc::EEXIST));
