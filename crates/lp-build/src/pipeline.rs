@@ -1246,13 +1246,10 @@ fn build_module(
         return Err(fail_hint(
             Status::Build,
             format!(
-                "the built module breaks {} loader rule(s) and was not written: {}",
+                "the built module breaks {} loader rule(s) and was not written (each is listed \
+                 above; the first: {})",
                 problems.len(),
-                problems
-                    .iter()
-                    .map(|p| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                problems[0]
             ),
             "this is a bug in lp-build: rerun with --keep-tmp and report it",
         ));

@@ -342,11 +342,13 @@ fn remove_stand_ins(
     Ok(())
 }
 
-/// The call-depth table (`.call_sites`) must not list a call that a livepatch relocation for a
-/// module completes (crate::sites): objtool listed the call for its link-time stand-in, but the
-/// relocation is applied when that module loads, after the loader patched call sites, which
-/// would find a zero displacement there ("Invalid padding area"). Such entries are removed with
-/// their relocations; calls into vmlinux stay (their relocations are applied at load, before).
+/// The call-depth table (`.call_sites`) lists what objtool saw: every stand-in call to the
+/// placeholder. It must not list a call that a livepatch relocation for a module completes
+/// (crate::sites): that relocation is applied when the module loads, after the loader patched
+/// call sites, which would find a zero displacement there ("Invalid padding area"); nor a call
+/// to a callee objtool never lists (a static-call trampoline, a retpoline thunk), whose bytes
+/// before it are no call-thunk padding. Such entries are removed with their relocations; other
+/// calls into vmlinux stay (their relocations are applied at load, before call sites).
 fn drop_late_call_sites(obj: &mut Object, places: &HashMap<(usize, u64), &Entry>) {
     let Some(cs) = obj.section_by_name(".call_sites") else {
         return;
@@ -375,11 +377,14 @@ fn drop_late_call_sites(obj: &mut Object, places: &HashMap<(usize, u64), &Entry>
                 .ok()
                 .and_then(|c| obj.sections.get(sec)?.bytes().get(c).copied())
                 == Some(0xe8);
-            let late = call
+            let unlisted = call
                 .checked_add(1)
                 .and_then(|rel32| places.get(&(sec, rel32)))
-                .is_some_and(|e| e.objname != "vmlinux");
-            if is_call && late {
+                .is_some_and(|e| {
+                    let callee = parse_klp_sym(&e.name).map_or("", |(_, name, _)| name);
+                    e.objname != "vmlinux" || !crate::sites::call_site_callee(callee)
+                });
+            if is_call && unlisted {
                 drop.insert(r.offset);
             }
         }

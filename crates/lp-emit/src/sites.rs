@@ -173,10 +173,16 @@ fn kind_of(obj: &Object, sec: usize, b: &Branch) -> Option<Kind> {
         return Some(Kind::Retpoline);
     }
     let secname = obj.sections.get(sec)?.name_str();
-    if b.call && !b.late && secname != ".altinstr_replacement" && !b.target.starts_with("__SCT__") {
+    if b.call && !b.late && secname != ".altinstr_replacement" && call_site_callee(&b.target) {
         return Some(Kind::Call);
     }
     None
+}
+
+/// Whether objtool lists a direct call to `callee` in `.call_sites`: not to a static-call
+/// trampoline (`__SCT__*`, whose sites go to `.static_call_sites`) nor to a retpoline thunk.
+pub fn call_site_callee(callee: &str) -> bool {
+    !callee.starts_with("__SCT__") && !callee.starts_with(RETPOLINE_PREFIX)
 }
 
 /// The places a table of 32-bit place-relative entries points to, or a problem.
@@ -258,7 +264,10 @@ fn functions(obj: &Object) -> Vec<(usize, u64, u64, String)> {
         }
         out.push((sec, s.value, s.value.saturating_add(s.size), name));
     }
-    out.sort();
+    // At one address, the function's own name before lp-build's `__lp_*` aliases of it.
+    out.sort_by(|a, b| {
+        (a.0, a.1, a.3.starts_with("__lp_"), &a.3).cmp(&(b.0, b.1, b.3.starts_with("__lp_"), &b.3))
+    });
     out.dedup_by(|a, b| (a.0, a.1) == (b.0, b.1));
     out
 }
