@@ -14,7 +14,8 @@ mod vm;
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci        fmt check, clippy -D warnings, all tests, then e2e on the kernels of
+  ci        fmt check, clippy -D warnings, the test kernel, all tests (those that compile
+            kernel sources against its build included), then e2e on the kernels of
             LP_E2E_KERNELS (default 6.12) (what .ci/run calls)
   test      all tests (no kernel, no VM)
   e2e       lp-build on every case of test-kernels/cases, each module proven in the VM
@@ -94,8 +95,14 @@ fn ci(_rest: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    test(&[])?;
     let kernels = std::env::var("LP_E2E_KERNELS").unwrap_or_else(|_| "6.12".into());
+    // The test kernel first: the tests that compile real kernel sources against its build
+    // (crates/lp-build/tests/syscall_headers.rs) then check something in CI too.
+    let first = kernels.split_whitespace().next().unwrap_or("6.12");
+    let k = kernel::ensure(&kernel::KernelOptions::new(first))?;
+    run(cargo()
+        .args(["test", "--workspace"])
+        .env("LP_TEST_KERNEL_BUILD", &k.build))?;
     for k in kernels.split_whitespace() {
         e2e::task(&["--kernel".to_string(), k.to_string()])?;
     }

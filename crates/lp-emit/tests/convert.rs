@@ -739,3 +739,67 @@ fn other_ordinary_relocations_of_a_klp_place_are_refused() {
         Err(EmitError::DuplicatePlace { offset: 1, .. })
     ));
 }
+
+/// objtool lists every stand-in call in `.call_sites`; the pass keeps the calls into vmlinux and
+/// drops those a module's klp relocation completes (applied after the loader patches call
+/// sites) and those to a static-call trampoline (objtool never lists them).
+#[test]
+fn late_and_trampoline_calls_leave_call_sites() {
+    let entries = vec![
+        entry(
+            PlaceSym::TextSection,
+            0x1,
+            ".klp.sym.vmlinux.secret_func,0",
+            R_PLT32,
+            -4,
+        ),
+        entry(
+            PlaceSym::TextSection,
+            0x11,
+            ".klp.sym.nfsd.nfsd_call,0",
+            R_PLT32,
+            -4,
+        ),
+        entry(
+            PlaceSym::TextSection,
+            0x29,
+            ".klp.sym.vmlinux.__SCT__tp_func_x,0",
+            R_PLT32,
+            -4,
+        ),
+    ];
+    let mut o = sample_module(&entries);
+    if let SectionData::Bytes(text) = &mut o.sections[TEXT].data {
+        for call in [0x0, 0x10, 0x28] {
+            text[call] = 0xe8;
+        }
+    }
+    let cs = o.push_section(section(
+        ".call_sites",
+        object::elf::SHT_PROGBITS.0,
+        ALLOC,
+        1,
+        SectionData::Bytes(vec![0; 12]),
+    ));
+    let relocs = [0x0, 0x10, 0x28]
+        .iter()
+        .enumerate()
+        .map(|(i, &call)| Reloc {
+            offset: i as u64 * 4,
+            sym: SYM_TEXT,
+            r_type: R_PC32,
+            addend: call,
+        })
+        .collect();
+    o.push_section(rela_section(".rela.call_sites", cs, relocs));
+    let out = Object::parse(&convert_klp_relocs(&bytes(&o)).unwrap()).unwrap();
+    let cs = out.section_by_name(".call_sites").unwrap();
+    assert_eq!(out.sections[cs].size(), 4);
+    let map = out.reloc_section_map();
+    let kept: Vec<(u64, i64)> = out
+        .relocs_for(&map, cs)
+        .iter()
+        .map(|r| (r.offset, r.addend))
+        .collect();
+    assert_eq!(kept, [(0, 0)]);
+}
