@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod archmap;
 mod dist;
 mod e2e;
 mod kernel;
