@@ -96,7 +96,7 @@ fn read_entries(obj: &Object, index: usize, out: &mut Vec<Entry>) -> Result<(), 
     let secname = sec.name_str().into_owned();
     let data = sec.bytes();
     let size = data.len() as u64;
-    if size % KLP_RELOC_ENTRY_SIZE != 0 {
+    if !size.is_multiple_of(KLP_RELOC_ENTRY_SIZE) {
         return Err(EmitError::BadEntryTable {
             section: secname,
             size,
@@ -266,10 +266,7 @@ fn read_entries(obj: &Object, index: usize, out: &mut Vec<Entry>) -> Result<(), 
                 ),
             ));
         }
-        if offset
-            .checked_add(size)
-            .map_or(true, |end| end > tsec.size())
-        {
+        if offset.checked_add(size).is_none_or(|end| end > tsec.size()) {
             return Err(bad_place(
                 label,
                 format!(

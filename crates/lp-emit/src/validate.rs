@@ -132,7 +132,7 @@ const MODVERSION_INFO_SIZE: usize = 64;
 /// The entries of `__versions` (name -> CRC), as `check_version` reads them; `Err` with the
 /// reason when the section is malformed.
 fn parse_versions(data: &[u8]) -> Result<Vec<(String, u64)>, String> {
-    if data.len() % MODVERSION_INFO_SIZE != 0 {
+    if !data.len().is_multiple_of(MODVERSION_INFO_SIZE) {
         return Err(format!(
             "size {} is not a multiple of {MODVERSION_INFO_SIZE} (struct modversion_info)",
             data.len()
@@ -582,7 +582,7 @@ fn check_klp_reloc(
         return;
     };
     let end = r.offset.checked_add(size);
-    if end.map_or(true, |e| e > tsec.size()) {
+    if end.is_none_or(|e| e > tsec.size()) {
         report.add(
             name,
             symname,
