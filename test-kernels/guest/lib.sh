@@ -77,3 +77,16 @@ klp_disable() {
 	echo 0 > "/sys/kernel/livepatch/$1/enabled" || fail "cannot disable livepatch $1"
 	klp_wait "$1" "${2:-60}"
 }
+
+# klp_wait_gone PATCH [TIMEOUT_S]: waits until /sys/kernel/livepatch/PATCH is gone (a patch
+# replaced by an atomic replace is unregistered and freed asynchronously).
+klp_wait_gone() {
+	t=${2:-10}
+	i=0
+	while [ -d "/sys/kernel/livepatch/$1" ]; do
+		i=$((i + 1))
+		[ "$i" -lt $((t * 10)) ] || fail "/sys/kernel/livepatch/$1 still there ${t}s after the replace"
+		sleep 0.1
+	done
+	log "livepatch $1: unregistered"
+}

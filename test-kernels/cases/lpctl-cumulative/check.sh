@@ -41,12 +41,7 @@ lpctl_ok load $KO/livepatch-cum-v2.ko
 expect_eq "$(cat /proc/version)" "$version
 lp_fix_b lp_cum_v2" "/proc/version with cumulative v2"
 expect_eq "$(cat /proc/cmdline)" "$cmdline lp_fix_a" "/proc/cmdline with cumulative v2"
-i=0
-while [ -d /sys/kernel/livepatch/$V1 ]; do
-	i=$((i + 1))
-	[ "$i" -lt 100 ] || fail "$V1 still registered 10 s after the replace"
-	sleep 0.1
-done
+klp_wait_gone $V1
 expect_list "$V2=enabled/true/v2/true $V1=disabled/true/v1/false" \
 	"$CMD=$V2[$V2] $VER=$V2[$V2]" "with cumulative v2 (v1 replaced)"
 kmsg_check

@@ -23,12 +23,7 @@ klp_wait $B
 expect_eq "$(cat /proc/cmdline)" "$cmdline" "/proc/cmdline after B replaced A"
 expect_eq "$(adj 123)" "123" "oom_score_adj 123 after B replaced A"
 expect_eq "$(rename lp-static-call)" "lp-sc-patched" "comm with B"
-i=0
-while [ -d /sys/kernel/livepatch/$A ]; do
-	i=$((i + 1))
-	[ "$i" -lt 100 ] || fail "/sys/kernel/livepatch/$A still there 10 s after the replace"
-	sleep 0.1
-done
+klp_wait_gone $A
 unload_ko $A
 klp_disable $B
 expect_eq "$(rename lp-static-call)" "lp-static-call" "comm after disabling B"

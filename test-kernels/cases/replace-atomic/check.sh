@@ -21,12 +21,7 @@ expect_eq "$(cat /proc/cmdline)" "$cmdline" "/proc/cmdline after B replaced A (A
 expect_eq "$(cat /proc/version)" "$version
 lp_atomic_b" "/proc/version with B"
 # A is no longer a registered patch (freed by the replace), its module is still loaded.
-i=0
-while [ -d /sys/kernel/livepatch/$A ]; do
-	i=$((i + 1))
-	[ "$i" -lt 100 ] || fail "/sys/kernel/livepatch/$A still there 10 s after the replace"
-	sleep 0.1
-done
+klp_wait_gone $A
 expect_eq "$(ls /sys/kernel/livepatch)" "$B" "registered livepatches after the replace"
 [ -d /sys/module/$A ] || fail "module $A unloaded by the replace (it should be left loaded)"
 kmsg_rmmod $A
