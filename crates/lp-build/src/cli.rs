@@ -212,6 +212,11 @@ pub struct CheckArgs {
     /// positions of `.klp.sym.vmlinux.*` symbols against its symbol table.
     #[arg(long, value_name = "FILE")]
     pub vmlinux: Option<PathBuf>,
+    /// The target kernel's .config: which code tables its module code needs (ORC with
+    /// CONFIG_UNWINDER_ORC, `.call_sites` with call depth tracking). Without it they are
+    /// inferred from the module (`.orc_header`, `.call_sites`).
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,

@@ -378,8 +378,12 @@ pub fn check(args: &CheckArgs) -> Result<Status> {
         symbol_counts,
         crcs,
         vermagic,
-        // The module shows what its kernel requires (`.orc_header`, `.call_sites`).
-        code_tables: None,
+        // Without a configuration, the module shows what its kernel requires (`.orc_header`,
+        // `.call_sites`).
+        code_tables: match &args.config {
+            Some(c) => Some(crate::pipeline::code_tables(&crate::tree::read_config(c)?.1)),
+            None => None,
+        },
     };
     let problems = lp_emit::validate(&ko, &ctx);
     crate::signals::check()?;

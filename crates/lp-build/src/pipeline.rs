@@ -355,12 +355,7 @@ fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
     };
     check_output_dir(&output_dir)?;
     let objtool_on_module = tree::objtool_on_module(&src.path, &config);
-    let on = |k: &str| config.get(k).map(String::as_str) == Some("y");
-    let code_tables = lp_emit::CodeTables {
-        orc: on("CONFIG_UNWINDER_ORC"),
-        // Named MITIGATION_CALL_DEPTH_TRACKING since 6.9.
-        call_sites: on("CONFIG_CALL_DEPTH_TRACKING") || on("CONFIG_MITIGATION_CALL_DEPTH_TRACKING"),
-    };
+    let code_tables = code_tables(&config);
     // Before any build: a kernel that refuses unsigned modules and no key fails here.
     let sign = crate::sign::plan(
         &config,
@@ -1275,6 +1270,16 @@ fn build_module(
         ui.info(&format!("module sources in {}", dir.display()));
     }
     Ok(out)
+}
+
+/// The code tables a kernel's configuration requires of module code.
+pub fn code_tables(config: &BTreeMap<String, String>) -> lp_emit::CodeTables {
+    let on = |k: &str| config.get(k).map(String::as_str) == Some("y");
+    lp_emit::CodeTables {
+        orc: on("CONFIG_UNWINDER_ORC"),
+        // Named MITIGATION_CALL_DEPTH_TRACKING since 6.9.
+        call_sites: on("CONFIG_CALL_DEPTH_TRACKING") || on("CONFIG_MITIGATION_CALL_DEPTH_TRACKING"),
+    }
 }
 
 /// objtool's warnings about the livepatch module, from the module build's log. objtool stops at
