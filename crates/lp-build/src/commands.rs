@@ -381,7 +381,9 @@ pub fn check(args: &CheckArgs) -> Result<Status> {
         // Without a configuration, the module shows what its kernel requires (`.orc_header`,
         // `.call_sites`).
         code_tables: match &args.config {
-            Some(c) => Some(crate::pipeline::code_tables(&crate::tree::read_config(c)?.1)),
+            Some(c) => Some(crate::pipeline::code_tables(
+                &crate::tree::read_config(c)?.1,
+            )),
             None => None,
         },
     };
