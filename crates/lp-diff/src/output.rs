@@ -367,15 +367,13 @@ pub fn build(
                             // of a `__jump_table` entry: without one it stops with "can't find
                             // key reloc" and writes no ORC or site tables at all). The
                             // post-link pass removes it.
-                            {
-                                let ph = out.placeholder();
-                                new_relocs.push(Reloc {
-                                    offset,
-                                    sym: ph as u32,
-                                    r_type: r.r_type,
-                                    addend: *addend,
-                                });
-                            }
+                            let ph = out.placeholder();
+                            new_relocs.push(Reloc {
+                                offset,
+                                sym: ph as u32,
+                                r_type: r.r_type,
+                                addend: *addend,
+                            });
                             out.klp.push((osec, offset, r.r_type, k, *addend))
                         }
                         Err(e) => {
