@@ -285,33 +285,22 @@ pub fn apply_in_scratch_fuzz(
         let patch_file = std::path::absolute(&p.path)
             .with_context(|| format!("resolving {}", p.path.display()))?;
         // A dry run first, so that a refusal can be explained on the unchanged copy.
-        let (ok, text) = run_patch(scratch, &patch_file, fuzz, true)?;
-        let report = interpret_patch_output(p, &text);
-        if !ok || !report.failures.is_empty() {
-            return Err(refusal(
-                src,
-                patches,
-                p,
-                scratch,
-                &patch_file,
-                fuzz,
-                &text,
-                &report,
-            ));
-        }
-        let (ok, text) = run_patch(scratch, &patch_file, fuzz, false)?;
-        let report = interpret_patch_output(p, &text);
-        if !ok || !report.failures.is_empty() {
-            return Err(refusal(
-                src,
-                patches,
-                p,
-                scratch,
-                &patch_file,
-                fuzz,
-                &text,
-                &report,
-            ));
+        let mut report = PatchReport::default();
+        for dry_run in [true, false] {
+            let (ok, text) = run_patch(scratch, &patch_file, fuzz, dry_run)?;
+            report = interpret_patch_output(p, &text);
+            if !ok || !report.failures.is_empty() {
+                return Err(refusal(
+                    src,
+                    patches,
+                    p,
+                    scratch,
+                    &patch_file,
+                    fuzz,
+                    &text,
+                    &report,
+                ));
+            }
         }
         notes.extend(report.notes);
         notes.extend(report.fuzzed.iter().map(|f| {

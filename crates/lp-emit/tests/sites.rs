@@ -96,11 +96,16 @@ i:
             });
         }
     }
+    assemble_source(&s)
+}
+
+/// Assembles `src` with the C compiler and parses the object.
+fn assemble_source(src: &str) -> Object {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("code.S");
+    let path = dir.path().join("code.S");
     let obj = dir.path().join("code.o");
-    std::fs::write(&src, s).unwrap();
-    run_ok(cc().arg("-c").arg(&src).arg("-o").arg(&obj));
+    std::fs::write(&path, src).unwrap();
+    run_ok(cc().arg("-c").arg(&path).arg("-o").arg(&obj));
     Object::parse(&std::fs::read(&obj).unwrap()).unwrap()
 }
 
@@ -288,15 +293,7 @@ h:
 	.long .Lv - .
 	.long .Lm - .
 "#;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("k.S"), src).unwrap();
-    run_ok(
-        cc().arg("-c")
-            .arg(dir.path().join("k.S"))
-            .arg("-o")
-            .arg(dir.path().join("k.o")),
-    );
-    let obj = Object::parse(&std::fs::read(dir.path().join("k.o")).unwrap()).unwrap();
+    let obj = assemble_source(src);
     let tables = CodeTables {
         orc: false,
         call_sites: true,
