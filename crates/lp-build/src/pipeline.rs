@@ -492,18 +492,19 @@ fn check_packaged(
     let (copy_lock, _) = Lock::acquire(&copy_dir.join("lock"), &copy_dir)?;
     let tree_path = match &p.source {
         Source::Tarball { path, .. } => {
-            let done = copy_dir.join("linux");
-            if !done.join("Makefile").is_file() {
+            if crate::pristine::is_unpacked(&copy_dir) {
+                crate::pristine::unpack_tarball(path, &copy_dir)?.0
+            } else {
                 ui.info(&format!(
                     "source: unpacking {} into {} (once)",
                     path.display(),
                     copy_dir.display()
                 ));
+                let pr = ui.progress("unpacking the source");
+                let r = crate::pristine::unpack_tarball(path, &copy_dir);
+                pr.finish(r.is_ok());
+                r?.0
             }
-            let pr = ui.progress("unpacking the source");
-            let r = crate::pristine::unpack_tarball(path, &copy_dir);
-            pr.finish(r.is_ok());
-            r?.0
         }
         Source::Tree(t) => {
             let t = tree::open_source(t)?;

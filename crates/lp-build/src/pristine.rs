@@ -39,11 +39,16 @@ pub fn tarball_identity(path: &Path) -> Result<String> {
     Ok(format!("tarball {} {} {mtime}", canon.display(), m.len()))
 }
 
+/// Whether `dir` holds a completely unpacked tarball.
+pub fn is_unpacked(dir: &Path) -> bool {
+    dir.join(UNPACKED).is_file() && dir.join("linux/Makefile").is_file()
+}
+
 /// Unpacks `tarball` (`.tar.xz`, `.tar.gz`, `.tar.bz2` is refused) into `<dir>/linux`, once:
 /// a complete unpack leaves a stamp, an interrupted one is redone. Returns the tree.
 pub fn unpack_tarball(tarball: &Path, dir: &Path) -> Result<(PathBuf, bool)> {
     let tree = dir.join("linux");
-    if dir.join(UNPACKED).is_file() && tree.join("Makefile").is_file() {
+    if is_unpacked(dir) {
         return Ok((tree, false));
     }
     let tmp = dir.join("unpack.tmp");
