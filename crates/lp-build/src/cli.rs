@@ -111,6 +111,11 @@ pub struct BuildArgs {
     /// into one directory); absolute symlinks inside it are read relative to it [default: /].
     #[arg(long = "root", value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// For a distribution kernel: compile every object of its configuration once (hours for a
+    /// distribution's configuration) instead of only the patched .c files; needed for a patch
+    /// that changes a header, whose users kbuild then finds through each object's dependencies.
+    #[arg(long = "full-build")]
+    pub full_build: bool,
     /// Parallel make jobs [default: the number of CPUs].
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<std::num::NonZeroUsize>,

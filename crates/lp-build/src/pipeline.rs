@@ -137,6 +137,8 @@ struct Checked {
     cc: String,
     /// A distribution kernel built from its packages (`None`: a complete build directory).
     packaged: Option<crate::packaged::Packaged>,
+    /// The user's tree is built in place (`src` is lp-build's copy of it).
+    in_place: bool,
 }
 
 /// An object pair after the patched build (copies in the run's temporary directory).
@@ -308,7 +310,19 @@ fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
     if let Some((root, release)) = packaged_target(args)? {
         return check_packaged(args, ui, scratch, patches, &cwd, &root, &release);
     }
-    let src = tree::open_source(args.sourcedir.as_deref().unwrap_or(&cwd))?;
+    let mut src = tree::open_source(args.sourcedir.as_deref().unwrap_or(&cwd))?;
+    // A tree configured or built in place cannot be the source of lp-build's separate O= build
+    // (kbuild refuses it): lp-build works from its own copy of the tree's sources.
+    let in_place = tree::check_clean_for_out_of_tree(&src.path).is_err();
+    if in_place {
+        let copy = copy_user_tree(&src.path, ui)?;
+        ui.info(&format!(
+            "{} is built in place: lp-build works from its copy {} (the tree is only read)",
+            src.path.display(),
+            copy.display()
+        ));
+        src = tree::open_source(&copy)?;
+    }
     // The tree may still be patched by a run that died: take its lock and restore it before
     // looking at it.
     let tc = TreeCache::new(&cache::cache_root()?, &src.path)?;
@@ -344,7 +358,6 @@ fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
     };
     let (config_text, config) = tree::read_config(&config_path)?;
     tree::check_config(&config, &config_path)?;
-    tree::check_clean_for_out_of_tree(&src.path)?;
     let user_build = tree::check_user_build(&user_dir)?;
     if let Some(rel) = &user_build.release {
         let base = src.version.split('-').next().unwrap_or(&src.version);
@@ -419,7 +432,62 @@ fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
         output_dir,
         cc: REAL_CC.to_string(),
         packaged: None,
+        in_place,
     })
+}
+
+/// The distribution's source tarball unpacked in the cache (once), under its lock.
+fn unpack_source(cache_root: &Path, tarball: &Path, ui: &Ui) -> Result<PathBuf> {
+    let identity = crate::pristine::tarball_identity(tarball)?;
+    let copy_dir = crate::pristine::location(cache_root, &identity);
+    fs::create_dir_all(&copy_dir).map_err(|e| {
+        fail_hint(
+            Status::Input,
+            format!("cannot create {}: {e}", copy_dir.display()),
+            "set LP_BUILD_CACHE to a writable directory",
+        )
+    })?;
+    let (_lock, _) = Lock::acquire(&copy_dir.join("lock"), &copy_dir)?;
+    if crate::pristine::is_unpacked(&copy_dir) {
+        return Ok(crate::pristine::unpack_tarball(tarball, &copy_dir)?.0);
+    }
+    ui.info(&format!(
+        "source: unpacking {} into {} (once)",
+        tarball.display(),
+        copy_dir.display()
+    ));
+    let pr = ui.progress("unpacking the source");
+    let r = crate::pristine::unpack_tarball(tarball, &copy_dir);
+    pr.finish(r.is_ok());
+    Ok(r?.0)
+}
+
+/// lp-build's copy of a user's tree (sources only, kept in step with the tree), under its lock.
+fn copy_user_tree(tree: &Path, ui: &Ui) -> Result<PathBuf> {
+    let copy_dir =
+        crate::pristine::location(&cache::cache_root()?, &format!("tree {}", tree.display()));
+    fs::create_dir_all(&copy_dir).map_err(|e| {
+        fail_hint(
+            Status::Input,
+            format!("cannot create {}: {e}", copy_dir.display()),
+            "set LP_BUILD_CACHE to a writable directory",
+        )
+    })?;
+    let (_lock, _) = Lock::acquire(&copy_dir.join("lock"), &copy_dir)?;
+    let dst = copy_dir.join("linux");
+    let pr = ui.progress("copying the source tree");
+    let r = crate::pristine::sync_tree(tree, &dst);
+    pr.finish(r.is_ok());
+    let synced = r?;
+    if ui.debug {
+        ui.info(&format!(
+            "source copy {}: {} file(s) copied, {} removed",
+            dst.display(),
+            synced.copied,
+            synced.removed
+        ));
+    }
+    Ok(dst)
 }
 
 /// Phase 1 for a distribution kernel: its packages found under the root, the versions of
@@ -468,63 +536,10 @@ fn check_packaged(
     check_output_dir(&output_dir)?;
     // lp-build's own copy of the source, under its lock.
     let cache_root = cache::cache_root()?;
-    let identity = match &p.source {
-        Source::Tarball { path, .. } => crate::pristine::tarball_identity(path)?,
-        Source::Tree(t) => {
-            let t = fs::canonicalize(t).map_err(|e| {
-                fail_hint(
-                    Status::Input,
-                    format!("kernel source tree {}: {e}", t.display()),
-                    "pass the kernel source directory with -s/--sourcedir",
-                )
-            })?;
-            format!("tree {}", t.display())
-        }
-    };
-    let copy_dir = crate::pristine::location(&cache_root, &identity);
-    fs::create_dir_all(&copy_dir).map_err(|e| {
-        fail_hint(
-            Status::Input,
-            format!("cannot create {}: {e}", copy_dir.display()),
-            "set LP_BUILD_CACHE to a writable directory",
-        )
-    })?;
-    let (copy_lock, _) = Lock::acquire(&copy_dir.join("lock"), &copy_dir)?;
     let tree_path = match &p.source {
-        Source::Tarball { path, .. } => {
-            if crate::pristine::is_unpacked(&copy_dir) {
-                crate::pristine::unpack_tarball(path, &copy_dir)?.0
-            } else {
-                ui.info(&format!(
-                    "source: unpacking {} into {} (once)",
-                    path.display(),
-                    copy_dir.display()
-                ));
-                let pr = ui.progress("unpacking the source");
-                let r = crate::pristine::unpack_tarball(path, &copy_dir);
-                pr.finish(r.is_ok());
-                r?.0
-            }
-        }
-        Source::Tree(t) => {
-            let t = tree::open_source(t)?;
-            let dst = copy_dir.join("linux");
-            let pr = ui.progress("copying the source tree");
-            let r = crate::pristine::sync_tree(&t.path, &dst);
-            pr.finish(r.is_ok());
-            let synced = r?;
-            if ui.debug {
-                ui.info(&format!(
-                    "source copy {}: {} file(s) copied, {} removed",
-                    dst.display(),
-                    synced.copied,
-                    synced.removed
-                ));
-            }
-            dst
-        }
+        Source::Tarball { path, .. } => unpack_source(&cache_root, path, ui)?,
+        Source::Tree(t) => copy_user_tree(&tree::open_source(t)?.path, ui)?,
     };
-    drop(copy_lock);
     let src = tree::open_source(&tree_path)?;
     packaged::check_versions(&p, banner.as_ref(), Some(&src.version))?;
     let tc = TreeCache::new(&cache_root, &src.path)?;
@@ -587,6 +602,7 @@ fn check_packaged(
         output_dir,
         cc,
         packaged: Some(p),
+        in_place: false,
     })
 }
 
@@ -666,7 +682,7 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
     };
     let cache_state = match &c.packaged {
         None => original_build(&kb, &entry, &c, &key, ui)?,
-        Some(_) => prepared_build(&kb, &entry, &c, &key, ui)?,
+        Some(_) => prepared_build(&kb, &entry, &c, &key, ui, args.full_build)?,
     };
     times.add("original build", t.elapsed());
     drop(span);
@@ -1262,6 +1278,7 @@ fn prepared_build(
     c: &Checked,
     key: &str,
     ui: &Ui,
+    full: bool,
 ) -> Result<&'static str> {
     let stamp = entry.dir.join("prepared");
     let mut state = "warm";
@@ -1317,15 +1334,29 @@ fn prepared_build(
             kb.build.display()
         ));
     }
-    let goals = packaged_goals(&c.files)?;
-    let goals: Vec<&str> = goals.iter().map(String::as_str).collect();
-    make(
-        ui,
-        "building the original objects",
-        kb.command(&goals),
-        &kb.log,
-        "building the original objects (without the patch)",
-    )?;
+    let goals = if full {
+        // Every object of the configuration, none linked: kbuild's records then know which
+        // objects include a changed header. make itself skips what is up to date (the copy of a
+        // user's tree may have changed since).
+        ui.info(
+            "original build: --full-build: compiling every object of the configuration (the \
+             first time takes a while)",
+        );
+        let top = fs::read_to_string(kb.src.join("Makefile")).unwrap_or_default();
+        patched_goals(&top).iter().map(|g| g.to_string()).collect()
+    } else {
+        packaged_goals(&c.files)?
+    };
+    if !goals.is_empty() {
+        let goals: Vec<&str> = goals.iter().map(String::as_str).collect();
+        make(
+            ui,
+            "building the original objects",
+            kb.command(&goals),
+            &kb.log,
+            "building the original objects (without the patch)",
+        )?;
+    }
     Ok(state)
 }
 
@@ -1354,8 +1385,9 @@ fn packaged_goals(files: &[apply::FileResult]) -> Result<Vec<String>> {
                  change reaches",
                 headers.join(", ")
             ),
-            "move the change into the .c files that need it, or build the kernel once with \
-             `make O=DIR` and pass -v DIR/vmlinux (the full build considers every object)",
+            "pass --full-build to compile every object of the configuration once (hours for \
+             a distribution's configuration; later runs reuse it), or move the change into the \
+             .c files that need it",
         ));
     }
     Ok(goals)
@@ -1647,13 +1679,13 @@ fn build_module(
 /// (`make -C HEADERS M=DIR`).
 fn module_make(c: &Checked, dir: &Path) -> Command {
     let mut cmd = Command::new("make");
-    match &c.packaged {
-        None => cmd
-            .arg("-C")
+    if c.packaged.is_some() || c.in_place {
+        cmd.arg("-C").arg(&c.user_build.dir);
+    } else {
+        cmd.arg("-C")
             .arg(&c.src.path)
-            .arg(format!("O={}", c.user_build.dir.display())),
-        Some(_) => cmd.arg("-C").arg(&c.user_build.dir),
-    };
+            .arg(format!("O={}", c.user_build.dir.display()));
+    }
     cmd.arg(format!("M={}", dir.display()))
         .env("LC_ALL", "C")
         .env_remove(ccwrap::ENV_SAVE_DIR)

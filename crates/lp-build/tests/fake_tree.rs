@@ -291,14 +291,34 @@ fn bad_inputs_have_their_own_status() {
         "{}",
         text(&o)
     );
-    // A source tree built in place.
+    // A source tree configured and built in place: accepted, through lp-build's own copy of
+    // its sources; the tree is only read.
     fs::write(f.src.join(".config"), CONFIG).unwrap();
-    let o = f.run(&[&good], &["--stop-after", "check"]);
-    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    fs::create_dir_all(f.src.join("include/config")).unwrap();
+    fs::copy(
+        f.user.join("fs/proc/cmdline.o"),
+        f.src.join("fs/proc/cmdline.o"),
+    )
+    .unwrap();
+    let before = snapshot(&f.src, &all);
+    let o = f.run(&[&good], &["--stop-after", "build"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("mrproper"),
+        String::from_utf8_lossy(&o.stderr)
+            .contains("is built in place: lp-build works from its copy"),
         "{}",
         text(&o)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "rebuilt fs/proc/cmdline.o (vmlinux)",
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        before,
+        snapshot(&f.src, &all),
+        "the tree built in place changed"
     );
     fs::remove_file(f.src.join(".config")).unwrap();
 }

@@ -385,6 +385,29 @@ fn a_header_change_is_refused_for_a_packaged_kernel() {
 }
 
 #[test]
+fn a_header_change_builds_with_full_build() {
+    let d = Distro::new();
+    let o = d.run(
+        "--- a/include/linux/fake.h\n+++ b/include/linux/fake.h\n@@ -1,4 +1,4 @@\n #ifndef FAKE_H\n #define FAKE_H\n-#define FAKE_ZERO 0\n+#define FAKE_ZERO 1\n #endif\n",
+        &["--full-build", "--stop-after", "build"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // The fake makes every object depend on every header: all of them are rebuilt.
+    let mut rebuilt: Vec<&str> = std::str::from_utf8(&o.stdout).unwrap().lines().collect();
+    rebuilt.sort();
+    assert_eq!(
+        rebuilt,
+        [
+            "rebuilt drivers/foo/foo.o (module foo)",
+            "rebuilt fs/proc/cmdline.o (vmlinux)",
+            "rebuilt init/main.o (vmlinux)"
+        ],
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn a_tree_built_in_place_is_used_through_a_copy() {
     let d = Distro::new();
     // The user's tree, configured and built in place (kbuild would refuse O= from it).
