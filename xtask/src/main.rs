@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 mod archmap;
+mod bench_distro;
 mod dist;
 mod e2e;
 mod kernel;
@@ -25,6 +26,8 @@ tasks:
             show the behaviour before, while patched and after in the VM
   bench     the differ over the real-object corpus (total, slowest pair, peak memory);
             --warm [--kernel VER]: lp-build's warm path on the test kernel beside its floor
+            --distro NAME [--root DIR]: cold and warm on a distribution's stock kernel, from
+            its extracted packages, beside a whole build of its configuration
   kernel    build the test kernel [--kernel 6.12|6.1] [--source DIR] [-j N]
   vm        boot the test VM [--kernel VER] [--ko FILE.ko ...] [--file FILE ...] [--script FILE]
   vm-selftest  boot the test kernel and load/unload the kernel's sample livepatch [--kernel VER]
@@ -111,6 +114,9 @@ fn ci(_rest: &[String]) -> Result<()> {
 }
 
 fn bench(rest: &[String]) -> Result<()> {
+    if rest.iter().any(|a| a == "--distro") {
+        return bench_distro::task(rest);
+    }
     if rest.iter().any(|a| a == "--warm") {
         let version = rest
             .iter()

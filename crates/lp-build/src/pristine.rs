@@ -64,9 +64,13 @@ pub fn unpack_tarball(tarball: &Path, dir: &Path) -> Result<(PathBuf, bool)> {
     })?;
     let name = tarball.to_string_lossy();
     let reader: Box<dyn std::io::Read> = if name.ends_with(".xz") {
-        Box::new(liblzma::read::XzDecoder::new(BufReader::new(file)))
+        Box::new(Pipelined::new(liblzma::read::XzDecoder::new(
+            BufReader::new(file),
+        )))
     } else if name.ends_with(".gz") || name.ends_with(".tgz") {
-        Box::new(flate2::read::GzDecoder::new(BufReader::new(file)))
+        Box::new(Pipelined::new(flate2::read::GzDecoder::new(
+            BufReader::new(file),
+        )))
     } else if name.ends_with(".tar") {
         Box::new(BufReader::new(file))
     } else {
@@ -114,6 +118,61 @@ pub fn unpack_tarball(tarball: &Path, dir: &Path) -> Result<(PathBuf, bool)> {
     let _ = fs::remove_dir_all(&tmp);
     fs::write(dir.join(UNPACKED), tarball.to_string_lossy().as_bytes())?;
     Ok((tree, true))
+}
+
+/// A reader that decompresses on its own thread, a few chunks ahead: unpacking a source
+/// tarball is then decompression on one core and file creation on another.
+struct Pipelined {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Pipelined {
+    fn new<R: std::io::Read + Send + 'static>(mut inner: R) -> Pipelined {
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        std::thread::spawn(move || loop {
+            let mut chunk = vec![0u8; 1 << 20];
+            match inner.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => {
+                    chunk.truncate(n);
+                    if tx.send(Ok(chunk)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    break;
+                }
+            }
+        });
+        Pipelined {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl std::io::Read for Pipelined {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0), // the decoder is done
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Files a build in place leaves in a tree (kbuild refuses a separate `O=` build from a tree
