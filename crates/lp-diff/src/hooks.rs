@@ -9,6 +9,7 @@
 //! understood here (`.kpatch.force`, any other `.kpatch.*`, `.lp.*` or `.discard.klp_callback*`
 //! section or symbol) is a problem naming it, never dropped.
 
+use crate::refusal::{Refusal, Refusals};
 use crate::view::{Target, View};
 use std::collections::HashSet;
 
@@ -36,8 +37,6 @@ pub struct Hooks {
     pub ignored_functions: HashSet<usize>,
     /// Sections never to include.
     pub ignored_sections: HashSet<String>,
-    /// Problems reading them.
-    pub problems: Vec<(String, String)>,
 }
 
 const CALLBACK_SECTIONS: &[(&str, &str, bool, bool)] = &[
@@ -105,7 +104,7 @@ fn unknown_annotation(name: &str) -> bool {
         && !CALLBACK_SECTIONS.iter().any(|(n, ..)| *n == name)
 }
 
-fn read_klp_callbacks(p: &View, sec: usize, name: &str, h: &mut Hooks) {
+fn read_klp_callbacks(p: &View, sec: usize, name: &str, h: &mut Hooks, out: &mut Refusals) {
     let relocs = p.relocs(sec);
     for (i, sym) in p.obj.symbols.iter().enumerate() {
         if sym.section_index() != Some(sec) || sym.is_section() {
@@ -116,28 +115,25 @@ fn read_klp_callbacks(p: &View, sec: usize, name: &str, h: &mut Hooks) {
             .iter()
             .find(|(prefix, _)| sname.starts_with(prefix))
         else {
-            h.problems.push((
-                name.to_string(),
-                format!(
-                    "`{sname}` is not a klp-build callback lp-build knows (expected \
-                     __klp_{{pre,post}}_{{patch,unpatch}}_callback_<object>)"
-                ),
-            ));
+            out.push(Refusal::UnknownKlpCallback {
+                section: name.to_string(),
+                symbol: sname.to_string(),
+            });
             continue;
         };
         let _ = prefix;
         let Some(r) = relocs.iter().find(|r| r.offset == sym.value) else {
-            h.problems.push((
-                name.to_string(),
-                format!("`{sname}` does not point to a function"),
-            ));
+            out.push(Refusal::CallbackNotAFunction {
+                section: name.to_string(),
+                symbol: sname.to_string(),
+            });
             continue;
         };
         let Target::Sym { sym: func, .. } = p.target(sec, r) else {
-            h.problems.push((
-                name.to_string(),
-                format!("`{sname}` does not point to a function"),
-            ));
+            out.push(Refusal::CallbackNotAFunction {
+                section: name.to_string(),
+                symbol: sname.to_string(),
+            });
             continue;
         };
         h.callbacks.push(Callback {
@@ -149,8 +145,8 @@ fn read_klp_callbacks(p: &View, sec: usize, name: &str, h: &mut Hooks) {
     }
 }
 
-/// Reads the annotations of `p`.
-pub fn read(p: &View) -> Hooks {
+/// Reads the annotations of `p`; what it cannot understand is refused.
+pub fn read(p: &View, out: &mut Refusals) -> Hooks {
     let mut h = Hooks::default();
     for (sec, s) in p.obj.sections.iter().enumerate() {
         let name = s.name_str();
@@ -165,10 +161,10 @@ pub fn read(p: &View) -> Hooks {
                     continue; // kpatch's objname field
                 }
                 let Target::Sym { sym, .. } = p.target(sec, r) else {
-                    h.problems.push((
-                        name.to_string(),
-                        "entry does not point to a function".into(),
-                    ));
+                    out.push(Refusal::CallbackNotAFunction {
+                        section: name.to_string(),
+                        symbol: String::new(),
+                    });
                     continue;
                 };
                 let order = if kpatch {
@@ -187,22 +183,15 @@ pub fn read(p: &View) -> Hooks {
                 });
             }
         } else if KLP_CALLBACK_SECTIONS.contains(&name.as_ref()) {
-            read_klp_callbacks(p, sec, &name, &mut h);
+            read_klp_callbacks(p, sec, &name, &mut h, out);
         } else if name == ".kpatch.force" {
-            h.problems.push((
-                name.to_string(),
-                "KPATCH_FORCE_UNSAFE: the kernel's livepatch has no per-function override of \
-                 the consistency model (only a whole-transition force from sysfs); remove it and \
-                 make the change safe to apply"
-                    .into(),
-            ));
+            out.push(Refusal::KpatchForce {
+                section: name.to_string(),
+            });
         } else if !s.is_reloc() && unknown_annotation(&name) {
-            h.problems.push((
-                name.to_string(),
-                "an annotation section lp-build does not understand: it would be dropped, so \
-                 the patch is refused; use the macros of lp-hooks.h (hooks-macros/README.md)"
-                    .into(),
-            ));
+            out.push(Refusal::UnknownAnnotation {
+                section: name.to_string(),
+            });
         } else if name == ".lp.states" {
             let b = s.bytes();
             for at in (0..b.len() / 16).map(|k| k * 16) {

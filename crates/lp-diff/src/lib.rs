@@ -2,27 +2,29 @@
 //! with `-ffunction-sections -fdata-sections`) and produces the patch object for that
 //! translation unit plus a record of what it patches.
 //!
-//! Stages (one module each): [`wellformed`] refuses relocation sections and special-section
-//! entry sizes it cannot trust, [`view`] indexes an object (bundled symbols, relocation targets),
-//! [`correlate`] pairs orig and patched symbols, [`compare`] marks changed and new functions,
-//! [`include`] computes the closure of what the patch needs and collects refusals,
-//! [`special`] regenerates the kernel's special sections for the included functions,
-//! [`klp_reloc`] turns references to symbols outside the patch into normal or livepatch
-//! relocations, [`output`] writes the patch object and its record.
+//! [`diff_objects`] is the stage list, one function per stage, in the order of the kernel's
+//! `cmd_klp_diff`: [`wellformed`] (relocation sections it can trust), [`view`] (indexes each
+//! object), [`hooks`] (the author's annotations), [`correlate`] (pairs orig and patched
+//! symbols), [`compare`] (changed and new functions), [`closure`] (plan what the patch needs),
+//! [`checks`] (refusals; every kind is in the catalogue, [`refusal`]), [`special`] (the special
+//! sections' entries for the included code), [`klp_reloc`] (normal or livepatch relocations,
+//! symbol positions), [`output`] (write the patch object and its record).
 //!
 //! Architecture invariant: this crate does no I/O and starts no process. Callers pass bytes in
 //! and get bytes and data out.
 
 #![deny(missing_docs)]
 
+pub mod checks;
+pub mod closure;
 pub mod compare;
 pub mod correlate;
 pub mod hooks;
-pub mod include;
 pub mod klp_reloc;
 pub mod names;
 pub mod output;
 pub mod parent;
+pub mod refusal;
 pub mod special;
 pub mod view;
 pub mod wellformed;
@@ -83,6 +85,9 @@ pub struct Diagnostic {
     pub symbol: String,
     /// What is wrong and what to do instead.
     pub message: String,
+    /// The refusal's kind in the catalogue ([`refusal::Kind`]); `None` for a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<refusal::Kind>,
 }
 
 impl std::fmt::Display for Diagnostic {
@@ -211,6 +216,12 @@ pub enum DiffError {
         /// What is wrong with it.
         message: String,
     },
+    /// A bug in lp-build (never a refusal: the change may well be patchable).
+    #[error(
+        "internal error: {0}; this is a bug in lp-build: report it with the object pair \
+         (lp-build --keep-tmp keeps them)"
+    )]
+    Internal(String),
     /// A special section whose entries are not of the size given for it (see
     /// [`wellformed::entry_sizes`]).
     #[error("patched object: {section}: {message}")]
@@ -250,12 +261,69 @@ pub fn diff(orig: &[u8], patched: &[u8], opts: &DiffOptions) -> Result<DiffResul
     diff_objects(&orig, &patched, opts)
 }
 
-/// Diffs two parsed objects.
+/// Diffs two parsed objects: the stage list.
 pub fn diff_objects(
     orig: &lp_elf::Object,
     patched: &lp_elf::Object,
     opts: &DiffOptions,
 ) -> Result<DiffResult, DiffError> {
+    check_pair(orig, patched)?;
+    wellformed::relocations(orig, "orig")?;
+    wellformed::relocations(patched, "patched")?;
+    let (o, p) = (view::View::new(orig), view::View::new(patched));
+    let mut refusals = refusal::Refusals::default();
+
+    let hooks = hooks::read(&p, &mut refusals);
+    let corr = correlate::correlate(&o, &p);
+    let cmp = compare::compare(&o, &p, &corr, opts.explain);
+    let mut cl = closure::Closure::new(&p, &corr, &cmp, hooks, opts);
+    checks::changes(&cl, &mut refusals);
+    checks::ftrace(&o, &cl, &mut refusals);
+    cl.follow_roots();
+    special::extract(&mut cl, &mut refusals)?;
+    checks::unused_read_only_data(&cl, &mut refusals);
+    refusals.extend(std::mem::take(&mut cl.refusals).into_refusals());
+    cl.finish_new_functions();
+
+    let mut result = report(&o, &p, &corr, &cmp, &cl.plan, opts);
+    if refusals.is_empty() && !cl.plan.has_work() {
+        result.outcome = Outcome::NoChange;
+        return Ok(result);
+    }
+    if refusals.is_empty() {
+        let inputs = klp_reloc::Inputs {
+            o: &o,
+            p: &p,
+            c: &corr,
+            cmp: &cmp,
+            plan: &cl.plan,
+            opts,
+        };
+        let own_parent;
+        let parent = match &opts.parent {
+            Some(par) => par,
+            None => {
+                own_parent = Parent::from_object(orig, false);
+                &own_parent
+            }
+        };
+        let file = klp_reloc::find_file(&o, parent, opts);
+        let resolver = klp_reloc::Resolver { opts, parent, file };
+        let relocs = klp_reloc::convert(&inputs, &resolver, &mut refusals)?;
+        if refusals.is_empty() {
+            let (bytes, record) = output::write(&p, &cmp, &cl.plan, &relocs, opts)?;
+            result.output = Some(bytes);
+            result.record = record;
+            return Ok(result);
+        }
+    }
+    result.outcome = Outcome::Refused;
+    result.errors = refusals.diagnostics(&opts.source_name);
+    Ok(result)
+}
+
+/// The two objects are relocatable objects of one machine, with symbol tables.
+fn check_pair(orig: &lp_elf::Object, patched: &lp_elf::Object) -> Result<(), DiffError> {
     if orig.e_machine != patched.e_machine || orig.e_type != patched.e_type {
         return Err(DiffError::Mismatch(format!(
             "machine {}/{} and type {}/{} differ",
@@ -278,15 +346,59 @@ pub fn diff_objects(
             });
         }
     }
-    wellformed::relocations(orig, "orig")?;
-    wellformed::relocations(patched, "patched")?;
-    let o = view::View::new(orig);
-    let p = view::View::new(patched);
-    let corr = correlate::correlate(&o, &p);
-    let cmp = compare::compare(&o, &p, &corr, opts.explain);
-    let mut r = include::run(&o, &p, &corr, &cmp, opts)?;
-    r.warnings.extend(unrelated_warning(&o, &p, &corr, opts));
-    Ok(r)
+    Ok(())
+}
+
+/// The result before the verdict: changed and new functions, explanations and warnings.
+fn report(
+    o: &view::View,
+    p: &view::View,
+    c: &correlate::Correlation,
+    cmp: &compare::Comparison,
+    plan: &closure::Plan,
+    opts: &DiffOptions,
+) -> DiffResult {
+    let mut changed_functions: Vec<String> = plan
+        .changed
+        .iter()
+        .filter_map(|&f| c.p2o[f].map(|of| o.name(of).to_string()))
+        .collect();
+    changed_functions.sort();
+    changed_functions.dedup();
+    let new_functions = plan.new.iter().map(|&i| p.name(i).to_string()).collect();
+    let explanations = cmp
+        .explanations
+        .iter()
+        .filter(|(f, _)| plan.changed.contains(f))
+        .filter_map(|(f, text)| c.p2o[*f].map(|of| (o.name(of).to_string(), text.clone())))
+        .collect();
+    let mut warnings: Vec<Diagnostic> = cmp
+        .line_only
+        .iter()
+        .map(|&f| Diagnostic {
+            object: opts.source_name.clone(),
+            section: p.obj.symbols[f]
+                .section_index()
+                .map(|s| p.sec_name(s).into_owned())
+                .unwrap_or_default(),
+            symbol: p.name(f).to_string(),
+            message: "only __LINE__ arguments of WARN/might_sleep/printk calls moved: not a \
+                      functional change, not patched"
+                .into(),
+            kind: None,
+        })
+        .collect();
+    warnings.extend(unrelated_warning(o, p, c, opts));
+    DiffResult {
+        outcome: Outcome::Patch,
+        changed_functions,
+        new_functions,
+        errors: Vec::new(),
+        warnings,
+        explanations,
+        output: None,
+        record: PatchRecord::default(),
+    }
 }
 
 /// A warning when ORIG and PATCHED do not look like two builds of one source file: their
@@ -335,5 +447,6 @@ fn unrelated_warning(
             "the two objects look unrelated ({why}): pass the original and the patched build of \
              the same source file"
         ),
+        kind: None,
     })
 }

@@ -4,6 +4,15 @@
 //! An entry belongs to a function when the relocation of its first field points into that
 //! function's section. Entry sizes come from the caller (the kernel being patched) except for
 //! the sections whose format is a plain array of 4- or 8-byte place-relative pointers.
+//!
+//! Every special section is handled here: the table ([`SPECIALS`]), the entry sizes, which
+//! entries the patch keeps ([`extract`], the differ's special-section stage) and where they land
+//! in the output ([`Kept`]).
+
+use crate::closure::Closure;
+use crate::refusal::{Refusal, Refusals};
+use crate::view::Target;
+use std::collections::BTreeSet;
 
 /// How an entry of a special section is found and kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,4 +232,236 @@ pub fn entry_size_for(
     } else {
         size
     })
+}
+
+/// The entries of one special section that the patch keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// The entry size the section was cut with.
+    pub size: u64,
+    /// Indices of the kept entries, ascending.
+    pub entries: Vec<u64>,
+}
+
+impl Kept {
+    /// Where a byte at `offset` of the input section lands in the compacted output section;
+    /// `None` when its entry is not kept.
+    pub fn output_offset(&self, offset: u64) -> Option<u64> {
+        let size = self.size.max(1);
+        let k = self.entries.binary_search(&(offset / size)).ok()?;
+        (k as u64).checked_mul(size)?.checked_add(offset % size)
+    }
+
+    /// The kept entries' bytes of `data`.
+    pub fn cut(&self, data: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for &e in &self.entries {
+            let start = usize::try_from(e.saturating_mul(self.size)).unwrap_or(usize::MAX);
+            let end = start.saturating_add(usize::try_from(self.size).unwrap_or(usize::MAX));
+            bytes.extend_from_slice(data.get(start..end).unwrap_or(&[]));
+        }
+        bytes
+    }
+}
+
+/// The special-section stage: picks the entries anchored in included code, round after round,
+/// following what they need, until nothing new comes in; then checks that the sizes the
+/// sections were cut with fit them (a wrong one would write a corrupt table).
+pub fn extract(cl: &mut Closure, out: &mut Refusals) -> Result<(), crate::DiffError> {
+    while round(cl, out) {}
+    let kept: Vec<(usize, u64)> = cl
+        .plan
+        .special_sizes
+        .iter()
+        .map(|(&sec, &size)| (sec, size))
+        .collect();
+    crate::wellformed::entry_sizes(cl.p.obj, &kept)
+}
+
+/// True when relocation `r` of special section `sec` points into included code.
+fn anchored(cl: &Closure, sec: usize, printk_index: bool, r: &lp_elf::Reloc) -> bool {
+    let p = cl.p;
+    match p.target(sec, r) {
+        // `.printk_index` holds pointers to `struct pi_entry` objects: an entry belongs to the
+        // included code when its format string is one the code prints.
+        Target::Sym { sym, .. } if printk_index => printk_entry_is_ours(cl, sym),
+        Target::Sym { sym, .. } => {
+            cl.plan.internal[sym]
+                && p.obj.symbols[sym]
+                    .section_index()
+                    .is_some_and(|x| cl.plan.sec_incl[x] && p.obj.sections[x].is_exec())
+        }
+        Target::Sec { sec: t, .. } => cl.plan.sec_incl[t] && p.obj.sections[t].is_exec(),
+        _ => false,
+    }
+}
+
+/// One round over every special section; true when it included something new.
+fn round(cl: &mut Closure, out: &mut Refusals) -> bool {
+    let before = cl.plan.sec_incl.iter().filter(|b| **b).count();
+    let p = cl.p;
+    for sec in 0..p.obj.sections.len() {
+        let Some(spec) = spec(&p.sec_name(sec)) else {
+            continue;
+        };
+        let name = p.sec_name(sec).into_owned();
+        if cl.is_ignored_section(sec) {
+            continue;
+        }
+        // objtool makes these tables again for the whole linked module, and skips a table (or,
+        // for ORC, fails) when one of the linked objects already has it: a patch object of a
+        // module that objtool checked when it was compiled (a single-object module such as
+        // binfmt_misc) must not carry its entries.
+        if spec.objtool_output && cl.opts.objtool_on_module {
+            continue;
+        }
+        let relocs = p.relocs(sec);
+        let printk_index = name == ".printk_index";
+        let any_anchored = relocs.iter().any(|r| anchored(cl, sec, printk_index, r));
+        let Some(size) = size_of(
+            spec,
+            &cl.opts.entry_sizes,
+            relocs,
+            p.obj.sections[sec].entsize,
+        ) else {
+            if any_anchored {
+                out.push(Refusal::UnknownEntrySize { section: name });
+            }
+            continue;
+        };
+        if any_anchored {
+            cl.plan.special_sizes.insert(sec, size);
+        }
+        let keep: BTreeSet<u64> = relocs
+            .iter()
+            .filter(|r| r.offset % size == 0 && anchored(cl, sec, printk_index, r))
+            .map(|r| r.offset / size)
+            .collect();
+        if keep.is_empty() {
+            continue;
+        }
+        if let Some(par) = spec.parallel {
+            keep_parallel(cl, par, &keep, out);
+        }
+        for r in relocs {
+            if keep.contains(&(r.offset / size)) {
+                check_key(cl, spec, sec, &name, size, r, out);
+                cl.follow(sec, r);
+            }
+        }
+        cl.plan.special_keep.insert(
+            sec,
+            Kept {
+                size,
+                entries: keep.into_iter().collect(),
+            },
+        );
+    }
+    cl.plan.sec_incl.iter().filter(|b| **b).count() != before
+}
+
+/// The entry size of a special section: the format's or the caller's ([`entry_size_for`]), else
+/// the section's own `sh_entsize` when it has one (objtool sets it).
+fn size_of(
+    spec: &Spec,
+    sizes: &std::collections::BTreeMap<String, u64>,
+    relocs: &[lp_elf::Reloc],
+    own: u64,
+) -> Option<u64> {
+    entry_size_for(spec, sizes, relocs)
+        .filter(|&n| n > 0)
+        .or((own > 0).then_some(own))
+}
+
+/// Keeps the same entries of the parallel table `par` (`.orc_unwind` for `.orc_unwind_ip`).
+fn keep_parallel(cl: &mut Closure, par: &str, keep: &BTreeSet<u64>, out: &mut Refusals) {
+    let Some(ps) = cl.p.obj.section_by_name(par) else {
+        return;
+    };
+    let own = cl.p.obj.sections[ps].entsize;
+    let psize = cl
+        .opts
+        .entry_sizes
+        .get(par)
+        .copied()
+        .filter(|&n| n > 0)
+        .or((own > 0).then_some(own));
+    match psize {
+        Some(size) => {
+            cl.plan.special_sizes.insert(ps, size);
+            cl.plan.special_keep.insert(
+                ps,
+                Kept {
+                    size,
+                    entries: keep.iter().copied().collect(),
+                },
+            );
+        }
+        None => out.push(Refusal::UnknownEntrySize {
+            section: par.to_string(),
+        }),
+    }
+}
+
+/// True when the `pi_entry` object `entry` describes a format string that included code uses.
+fn printk_entry_is_ours(cl: &Closure, entry: usize) -> bool {
+    let p = cl.p;
+    let Some(esec) = p.obj.symbols.get(entry).and_then(|s| s.section_index()) else {
+        return false;
+    };
+    let base = p.obj.symbols[entry].value;
+    let Some(fmt) = p
+        .relocs(esec)
+        .iter()
+        .find(|r| r.offset == base)
+        .and_then(|r| match p.target(esec, r) {
+            Target::Str(s) => Some(s),
+            _ => None,
+        })
+    else {
+        return false;
+    };
+    (0..p.obj.sections.len()).any(|s| {
+        cl.plan.sec_incl[s]
+            && p.obj.sections[s].is_exec()
+            && p.relocs(s)
+                .iter()
+                .any(|r| matches!(p.target(s, r), Target::Str(t) if t == fmt))
+    })
+}
+
+/// Refuses a jump label or static call of a module whose key the module itself defines.
+fn check_key(
+    cl: &Closure,
+    spec: &Spec,
+    sec: usize,
+    secname: &str,
+    size: u64,
+    r: &lp_elf::Reloc,
+    out: &mut Refusals,
+) {
+    let Some(kf) = spec.key_field else { return };
+    if r.offset % size != kf || cl.opts.object_name == "vmlinux" {
+        return;
+    }
+    let Target::Sym { sym, .. } = cl.p.target(sec, r) else {
+        return;
+    };
+    if cl.plan.internal[sym] {
+        return; // the patch module's own key
+    }
+    let name = cl.p.name(sym).to_string();
+    let in_module = !cl.p.obj.symbols[sym].is_undef()
+        || cl
+            .opts
+            .parent
+            .as_ref()
+            .is_some_and(|par| par.contains(&name));
+    if in_module {
+        out.push(Refusal::ModuleKey {
+            section: secname.to_string(),
+            symbol: name,
+            module: cl.opts.object_name.clone(),
+        });
+    }
 }

@@ -93,7 +93,7 @@ pub fn relocations(obj: &Object, which: &'static str) -> Result<(), DiffError> {
 }
 
 /// Checks the entry size each special section is cut with (`kept`: section index and size, as
-/// [`crate::include::Plan::special_sizes`] holds them) against the section itself: its own
+/// [`crate::closure::Plan::special_sizes`] holds them) against the section itself: its own
 /// `sh_entsize` when set; the relocations, as [`check_columns`] reads them; and for a table with
 /// a parallel one (`.orc_unwind_ip` and `.orc_unwind`), as many entries in both.
 pub fn entry_sizes(obj: &Object, kept: &[(usize, u64)]) -> Result<(), DiffError> {
