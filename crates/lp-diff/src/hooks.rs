@@ -11,13 +11,14 @@
 
 use crate::refusal::{Refusal, Refusals};
 use crate::view::{Target, View};
+use crate::CallbackKind::{self, PostPatch, PostUnpatch, PrePatch, PreUnpatch};
 use std::collections::HashSet;
 
 /// One callback found in the patched object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Callback {
-    /// `pre_patch`, `post_patch`, `pre_unpatch`, `post_unpatch`.
-    pub kind: &'static str,
+    /// Which of the four callbacks.
+    pub kind: CallbackKind,
     /// The callback function (patched symbol index).
     pub func: usize,
     /// Declaration order.
@@ -39,25 +40,20 @@ pub struct Hooks {
     pub ignored_sections: HashSet<String>,
 }
 
-const CALLBACK_SECTIONS: &[(&str, &str, bool, bool)] = &[
+const CALLBACK_SECTIONS: &[(&str, CallbackKind, bool, bool)] = &[
     // (section, kind, void hook, kpatch layout)
-    (".lp.callbacks.pre_patch", "pre_patch", false, false),
-    (".lp.callbacks.post_patch", "post_patch", false, false),
-    (".lp.callbacks.pre_unpatch", "pre_unpatch", false, false),
-    (".lp.callbacks.post_unpatch", "post_unpatch", false, false),
-    (".lp.hooks.load", "post_patch", true, false),
-    (".lp.hooks.unload", "pre_unpatch", true, false),
-    (".kpatch.callbacks.pre_patch", "pre_patch", false, true),
-    (".kpatch.callbacks.post_patch", "post_patch", false, true),
-    (".kpatch.callbacks.pre_unpatch", "pre_unpatch", false, true),
-    (
-        ".kpatch.callbacks.post_unpatch",
-        "post_unpatch",
-        false,
-        true,
-    ),
-    (".kpatch.hooks.load", "post_patch", true, true),
-    (".kpatch.hooks.unload", "pre_unpatch", true, true),
+    (".lp.callbacks.pre_patch", PrePatch, false, false),
+    (".lp.callbacks.post_patch", PostPatch, false, false),
+    (".lp.callbacks.pre_unpatch", PreUnpatch, false, false),
+    (".lp.callbacks.post_unpatch", PostUnpatch, false, false),
+    (".lp.hooks.load", PostPatch, true, false),
+    (".lp.hooks.unload", PreUnpatch, true, false),
+    (".kpatch.callbacks.pre_patch", PrePatch, false, true),
+    (".kpatch.callbacks.post_patch", PostPatch, false, true),
+    (".kpatch.callbacks.pre_unpatch", PreUnpatch, false, true),
+    (".kpatch.callbacks.post_unpatch", PostUnpatch, false, true),
+    (".kpatch.hooks.load", PostPatch, true, true),
+    (".kpatch.hooks.unload", PreUnpatch, true, true),
 ];
 
 fn read_u64(b: &[u8], at: usize) -> Option<u64> {
@@ -77,11 +73,11 @@ fn read_u32(b: &[u8], at: usize) -> Option<u32> {
 const KLP_CALLBACK_SECTIONS: &[&str] = &[".discard.klp_callback_ptrs", ".discard.klp_callbacks"];
 
 /// klp-build's callback symbol prefixes (`include/linux/livepatch_external.h`) and their kinds.
-const KLP_CALLBACK_PREFIXES: &[(&str, &str)] = &[
-    ("__klp_pre_patch_callback_", "pre_patch"),
-    ("__klp_post_patch_callback_", "post_patch"),
-    ("__klp_pre_unpatch_callback_", "pre_unpatch"),
-    ("__klp_post_unpatch_callback_", "post_unpatch"),
+const KLP_CALLBACK_PREFIXES: &[(&str, CallbackKind)] = &[
+    ("__klp_pre_patch_callback_", PrePatch),
+    ("__klp_post_patch_callback_", PostPatch),
+    ("__klp_pre_unpatch_callback_", PreUnpatch),
+    ("__klp_post_unpatch_callback_", PostUnpatch),
 ];
 
 /// Other annotation sections the differ knows.
@@ -137,7 +133,7 @@ fn read_klp_callbacks(p: &View, sec: usize, name: &str, h: &mut Hooks, out: &mut
             continue;
         };
         h.callbacks.push(Callback {
-            kind,
+            kind: *kind,
             func,
             order: sym.value / 8,
             void_hook: false,
@@ -214,7 +210,11 @@ pub fn read(p: &View, out: &mut Refusals) -> Hooks {
             }
         }
     }
-    h.callbacks
-        .sort_by(|a, b| a.kind.cmp(b.kind).then(a.order.cmp(&b.order)));
+    h.callbacks.sort_by(|a, b| {
+        a.kind
+            .field()
+            .cmp(b.kind.field())
+            .then(a.order.cmp(&b.order))
+    });
     h
 }

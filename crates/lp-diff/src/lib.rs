@@ -90,6 +90,17 @@ pub struct Diagnostic {
     pub kind: Option<refusal::Kind>,
 }
 
+impl Outcome {
+    /// Its serialised name: `patch`, `no-change`, `refused`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Patch => "patch",
+            Outcome::NoChange => "no-change",
+            Outcome::Refused => "refused",
+        }
+    }
+}
+
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: ", self.object)?;
@@ -111,11 +122,57 @@ pub struct FuncRecord {
     pub new_symbol: String,
 }
 
+/// The four callback kinds, in `struct klp_callbacks` field order; serialised as the field
+/// names (`pre_patch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackKind {
+    /// `pre_patch`: `int fn(struct klp_object *)`, non-zero aborts the load.
+    PrePatch,
+    /// `post_patch`.
+    PostPatch,
+    /// `pre_unpatch`.
+    PreUnpatch,
+    /// `post_unpatch`.
+    PostUnpatch,
+}
+
+impl CallbackKind {
+    /// Every kind, in field order.
+    pub const ALL: [CallbackKind; 4] = [
+        CallbackKind::PrePatch,
+        CallbackKind::PostPatch,
+        CallbackKind::PreUnpatch,
+        CallbackKind::PostUnpatch,
+    ];
+
+    /// The `struct klp_callbacks` field (and serialised) name.
+    pub fn field(self) -> &'static str {
+        match self {
+            CallbackKind::PrePatch => "pre_patch",
+            CallbackKind::PostPatch => "post_patch",
+            CallbackKind::PreUnpatch => "pre_unpatch",
+            CallbackKind::PostUnpatch => "post_unpatch",
+        }
+    }
+
+    /// Its position in [`CallbackKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for CallbackKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.field())
+    }
+}
+
 /// A callback declared with the hooks macros.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallbackRecord {
-    /// `pre_patch`, `post_patch`, `pre_unpatch` or `post_unpatch`.
-    pub kind: String,
+    /// Which of the four callbacks.
+    pub kind: CallbackKind,
     /// The global alias of the callback function in the patch object.
     pub symbol: String,
     /// Declaration order within the object.
@@ -233,16 +290,10 @@ pub enum DiffError {
     },
 }
 
-/// Section and layout constants of the metadata the differ writes for the module emitter.
+/// Section and layout constants of the metadata the differ writes for the module emitter (the
+/// encoding itself is shared with the emitter: [`lp_elf::klp::KlpRelocEntry`]).
 pub mod meta {
-    /// Section of `struct lp_klp_reloc` entries (see [`KLP_RELOC_ENTRY_SIZE`]).
-    pub const KLP_RELOCS_SECTION: &str = ".lp.klp_relocs";
-    /// Section of the NUL-terminated `.klp.sym.` names the entries point to.
-    pub const KLP_STRS_SECTION: &str = ".lp.klp_strs";
-    /// `struct lp_klp_reloc { u64 place; u64 name; u32 type; u32 reserved; s64 addend; }`:
-    /// `place` carries an `R_X86_64_64` relocation to the patched place (section + offset),
-    /// `name` one to the symbol name string in [`KLP_STRS_SECTION`].
-    pub const KLP_RELOC_ENTRY_SIZE: u64 = 32;
+    pub use lp_elf::klp::{KLP_RELOCS_SECTION, KLP_RELOC_ENTRY_SIZE, KLP_STRS_SECTION};
     /// Section of the placeholder function that link-time stand-in relocations at klp places
     /// in code point to, so that objtool sees ordinary calls (docs/CONTRACTS.md).
     pub const KLP_PLACEHOLDER_SECTION: &str = ".lp.klp_placeholder";
@@ -449,4 +500,29 @@ fn unrelated_warning(
         ),
         kind: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contracts' spellings: the callback kind serialises as the `klp_callbacks` field
+    /// name, an unknown kind is rejected when a record is read, and the outcome's name is its
+    /// serialised form.
+    #[test]
+    fn contract_types_serialise_as_documented() {
+        for k in CallbackKind::ALL {
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.field()));
+            assert_eq!(serde_json::from_str::<CallbackKind>(&json).unwrap(), k);
+        }
+        let bad = r#"{"kind":"pre-patch","symbol":"f","order":1,"void_hook":false}"#;
+        assert!(serde_json::from_str::<CallbackRecord>(bad).is_err());
+        for o in [Outcome::Patch, Outcome::NoChange, Outcome::Refused] {
+            assert_eq!(
+                serde_json::to_string(&o).unwrap(),
+                format!("\"{}\"", o.name())
+            );
+        }
+    }
 }

@@ -13,6 +13,7 @@ use crate::{
     meta, CallbackRecord, DiffError, DiffOptions, FuncRecord, KlpRelocRecord, PatchRecord,
     StateRecord,
 };
+use lp_elf::klp::KlpRelocEntry;
 use lp_elf::{Object, Reloc, Section, SectionData, SymSection, Symbol};
 use object::elf;
 use std::collections::HashMap;
@@ -303,7 +304,7 @@ fn record(out: &mut Out, plan: &Plan, relocs: &Relocations, opts: &DiffOptions) 
         };
         if let Some(symbol) = alias(out, of, format!("{}cb{n}", opts.alias_prefix)) {
             record.callbacks.push(CallbackRecord {
-                kind: cb.kind.to_string(),
+                kind: cb.kind,
                 symbol,
                 order: cb.order,
                 void_hook: cb.void_hook,
@@ -355,18 +356,19 @@ fn write_klp_metadata(out: &mut Out, record: &mut PatchRecord) {
             o
         });
         let base = k as u64 * meta::KLP_RELOC_ENTRY_SIZE;
-        entries.extend_from_slice(&[0u8; 16]);
-        entries.extend_from_slice(&r_type.to_le_bytes());
-        entries.extend_from_slice(&0u32.to_le_bytes());
-        entries.extend_from_slice(&addend.to_le_bytes());
+        let entry = KlpRelocEntry {
+            r_type: *r_type,
+            addend: *addend,
+        };
+        entries.extend_from_slice(&entry.encode());
         relocs.push(Reloc {
-            offset: base,
+            offset: base + KlpRelocEntry::PLACE,
             sym: out.sec_sym[osec] as u32,
             r_type: elf::R_X86_64_64.0,
             addend: *offset as i64,
         });
         relocs.push(Reloc {
-            offset: base + 8,
+            offset: base + KlpRelocEntry::NAME,
             sym: 0, // set below, once the strings section symbol exists
             r_type: elf::R_X86_64_64.0,
             addend: off as i64,

@@ -19,9 +19,9 @@
 //! Nothing here reads or writes a file: bytes in, bytes out.
 
 use crate::{x86_64, EmitError};
-use lp_diff::meta::{KLP_RELOCS_SECTION, KLP_RELOC_ENTRY_SIZE, KLP_STRS_SECTION};
 use lp_elf::klp::{
-    klp_rela_name, parse_klp_rela, parse_klp_sym, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH,
+    klp_rela_name, parse_klp_rela, parse_klp_sym, KlpRelocEntry, KLP_RELOCS_SECTION,
+    KLP_RELOC_ENTRY_SIZE, KLP_STRS_SECTION, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH,
 };
 use lp_elf::{Object, Reloc, Section, SectionData, SymSection, Symbol};
 use object::elf;
@@ -40,18 +40,6 @@ struct Entry {
     r_type: u32,
     addend: i64,
     name: String,
-}
-
-fn le_u32(b: &[u8], at: u64) -> Option<u32> {
-    let at = usize::try_from(at).ok()?;
-    let bytes = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes(bytes.try_into().ok()?))
-}
-
-fn le_i64(b: &[u8], at: u64) -> Option<i64> {
-    let at = usize::try_from(at).ok()?;
-    let bytes = b.get(at..at.checked_add(8)?)?;
-    Some(i64::from_le_bytes(bytes.try_into().ok()?))
 }
 
 fn symbol_label(obj: &Object, sym: &Symbol) -> String {
@@ -132,7 +120,7 @@ fn read_entries(obj: &Object, index: usize, out: &mut Vec<Entry>) -> Result<(), 
                 )));
             }
             let field = r.offset % KLP_RELOC_ENTRY_SIZE;
-            if r.offset >= size || (field != 0 && field != 8) {
+            if r.offset >= size || (field != KlpRelocEntry::PLACE && field != KlpRelocEntry::NAME) {
                 return Err(unexpected(
                     "not on the `place` or `name` field of an entry".to_string(),
                 ));
@@ -159,10 +147,14 @@ fn read_entries(obj: &Object, index: usize, out: &mut Vec<Entry>) -> Result<(), 
             entry,
             field,
         };
-        let place = relocs.get(&base).ok_or_else(|| missing("place"))?;
-        let name_rel = relocs.get(&(base + 8)).ok_or_else(|| missing("name"))?;
-        let r_type = le_u32(data, base + 16).ok_or_else(|| missing("type"))?;
-        let addend = le_i64(data, base + 24).ok_or_else(|| missing("addend"))?;
+        let place = relocs
+            .get(&(base + KlpRelocEntry::PLACE))
+            .ok_or_else(|| missing("place"))?;
+        let name_rel = relocs
+            .get(&(base + KlpRelocEntry::NAME))
+            .ok_or_else(|| missing("name"))?;
+        let KlpRelocEntry { r_type, addend } =
+            KlpRelocEntry::decode(data, base).ok_or_else(|| missing("type"))?;
 
         // The name.
         let bad_name = |name: String, message: String| EmitError::BadName {

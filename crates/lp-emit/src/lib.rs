@@ -72,19 +72,6 @@ pub enum EmitError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A callback record has a kind the kernel does not have.
-    #[error(
-        "object `{object}`: callback `{symbol}` has kind `{kind}`; expected pre_patch, \
-         post_patch, pre_unpatch or post_unpatch"
-    )]
-    UnknownCallbackKind {
-        /// The object of the record.
-        object: String,
-        /// The callback symbol.
-        symbol: String,
-        /// The kind as given.
-        kind: String,
-    },
     /// One symbol would need two different C declarations.
     #[error("symbol `{symbol}` is used both as {first} and as {second}")]
     ConflictingUse {
