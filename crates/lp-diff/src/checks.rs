@@ -18,13 +18,16 @@ pub fn changes(cl: &Closure, out: &mut Refusals) {
         }
         let name = s.name_str().into_owned();
         if names::is_ignored_section(&name)
-            || special::spec(&name).is_some()
-            || special::is_parallel(&name)
+            || special::spec(p.arch, &name).is_some()
+            || special::is_parallel(p.arch, &name)
             || names::is_string_section(&name, s.flags)
             || names::is_flag_section(&name)
             || names::is_shared_code_container(&name)
             || names::is_numbered_section(&name)
             || is_special_static_section(&name)
+            // ppc64le's TOC: its entries change with the code that uses them, which is
+            // compared through them (`View::compare_target`).
+            || name == ".toc"
             || cl.is_ignored_section(sec)
             || !s.is_alloc()
         {
@@ -52,7 +55,7 @@ pub fn changes(cl: &Closure, out: &mut Refusals) {
         if s.flags & SHF_WRITE == 0
             || names::is_flag_section(&secname)
             || names::is_ignored_section(&secname)
-            || special::spec(&secname).is_some()
+            || special::spec(p.arch, &secname).is_some()
             || cl.is_ignored_section(sec)
         {
             continue;
@@ -84,7 +87,7 @@ pub fn ftrace(o: &View, cl: &Closure, out: &mut Refusals) {
                     .map(|s| p.sec_name(s).into_owned())
                     .unwrap_or_default(),
                 symbol: o.name(of).to_string(),
-                entry: "no __fentry__ call: notrace, or a syscall wrapper",
+                entry: o.arch.ftrace_entry(),
             });
         }
     }
@@ -104,7 +107,7 @@ pub fn unused_read_only_data(cl: &Closure, out: &mut Refusals) {
         if p.obj.sections[sec].flags & SHF_WRITE == 0
             && p.obj.sections[sec].is_alloc()
             && !names::is_ignored_section(&sname)
-            && special::spec(&sname).is_none()
+            && special::spec(p.arch, &sname).is_none()
         {
             out.push(Refusal::UnusedReadOnlyData {
                 section: sname,

@@ -254,6 +254,9 @@ impl<'a, 'b> Closure<'a, 'b> {
                     || names::is_flag_section(&tname)
                     || is_special_static_section(&tname)
                     || names::is_numbered_section(&tname)
+                    // ppc64le's TOC: entries the code addresses, carried whole (each entry is
+                    // a relocation to what it names, resolved like any other).
+                    || tname == ".toc"
                     || ts.is_exec();
                 if !shared_ok && self.c.sec_p2o[t].is_some() {
                     let from = self.p.sec_name(sec).into_owned();

@@ -117,7 +117,7 @@ pub fn correlate(o: &View, p: &View) -> Correlation {
             continue;
         }
         for r in p.relocs(psec) {
-            if let Target::Sym { sym, .. } = p.target(psec, r) {
+            if let Target::Sym { sym, .. } = p.compare_target(psec, r) {
                 if c.p2o[sym].is_none() && is_static_local(p, sym) {
                     let users = p_users.entry(sym).or_default();
                     if !users.contains(&pf) {
@@ -142,7 +142,7 @@ pub fn correlate(o: &View, p: &View) -> Correlation {
                 continue;
             };
             for r in o.relocs(osec) {
-                if let Target::Sym { sym: oi, .. } = o.target(osec, r) {
+                if let Target::Sym { sym: oi, .. } = o.compare_target(osec, r) {
                     if c.o2p[oi].is_none()
                         && is_static_local(o, oi)
                         && correlatable(o, oi)

@@ -301,6 +301,15 @@ fn convert_one(
                 }
                 resolver.defined(&name, !ps.is_local())
             };
+            let code = p.obj.sections[psec].bytes();
+            if reach.is_ok() && p.arch.is_unsupported_sibling_call(code, r) {
+                out.push(Refusal::SiblingCall {
+                    section: p.sec_name(psec).into_owned(),
+                    symbol: name,
+                    offset: r.offset,
+                });
+                return Ok(None);
+            }
             match reach {
                 Ok(Reach::Normal(n)) => (To::External(n), *addend),
                 Ok(Reach::Klp(k)) => (To::Klp(k), *addend),

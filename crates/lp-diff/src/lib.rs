@@ -15,6 +15,7 @@
 
 #![deny(missing_docs)]
 
+pub mod arch;
 pub mod checks;
 pub mod closure;
 pub mod compare;
@@ -28,7 +29,6 @@ pub mod refusal;
 pub mod special;
 pub mod view;
 pub mod wellformed;
-pub mod x86;
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -273,6 +273,9 @@ pub enum DiffError {
         /// What is wrong with it.
         message: String,
     },
+    /// An architecture the differ does not know.
+    #[error("e_machine {0}: the differ knows x86_64, ppc64le, aarch64 and loongarch64 objects")]
+    Machine(u16),
     /// A bug in lp-build (never a refusal: the change may well be patchable).
     #[error(
         "internal error: {0}; this is a bug in lp-build: report it with the object pair \
@@ -319,9 +322,10 @@ pub fn diff_objects(
     opts: &DiffOptions,
 ) -> Result<DiffResult, DiffError> {
     check_pair(orig, patched)?;
-    wellformed::relocations(orig, "orig")?;
-    wellformed::relocations(patched, "patched")?;
-    let (o, p) = (view::View::new(orig), view::View::new(patched));
+    let arch = arch::for_machine(orig.e_machine).ok_or(DiffError::Machine(orig.e_machine))?;
+    wellformed::relocations(orig, "orig", arch)?;
+    wellformed::relocations(patched, "patched", arch)?;
+    let (o, p) = (view::View::new(orig, arch), view::View::new(patched, arch));
     let mut refusals = refusal::Refusals::default();
 
     let hooks = hooks::read(&p, &mut refusals);

@@ -18,8 +18,7 @@ use lp_elf::{Object, Reloc, Section, SectionData, SymSection, Symbol};
 use object::elf;
 use std::collections::HashMap;
 
-/// The x86 return thunk (`-mfunction-return=thunk-extern`).
-const RETURN_THUNK: &str = "__x86_return_thunk";
+use crate::arch::x86_64::RETURN_THUNK;
 
 /// The patch object being written.
 struct Out {
@@ -36,6 +35,7 @@ struct Out {
     placeholder_relocs: Option<(usize, Reloc)>,
     /// The object returns through `__x86_return_thunk` (CONFIG_MITIGATION_RETHUNK).
     return_thunk: bool,
+    arch: &'static dyn crate::arch::Arch,
     /// Livepatch relocations: (output section, offset, type, `.klp.sym.` name, addend).
     klp: Vec<(usize, u64, u32, String, i64)>,
 }
@@ -74,28 +74,25 @@ impl Out {
     /// must see it return: a call to a function that cannot return is a dead end to objtool,
     /// which then leaves the code after every stand-in call unvalidated and without ORC (and
     /// newer objtool fails: "missing __noreturn"). It returns the way the object's own code
-    /// does: `endbr64; jmp __x86_return_thunk` when the object uses return thunks (objtool
-    /// lists that jump in `.return_sites` like any other), else `endbr64; ret; int3`.
+    /// does ([`crate::arch::Arch::placeholder`]; on x86_64 `endbr64; jmp __x86_return_thunk`
+    /// when the object uses return thunks, objtool lists that jump in `.return_sites` like any
+    /// other, else `endbr64; ret; int3`).
     fn placeholder(&mut self) -> usize {
         if let Some(p) = self.placeholder {
             return p;
         }
-        let (code, thunk) = if self.return_thunk {
-            (vec![0xf3, 0x0f, 0x1e, 0xfa, 0xe9, 0, 0, 0, 0], true)
-        } else {
-            (vec![0xf3, 0x0f, 0x1e, 0xfa, 0xc3, 0xcc], false)
-        };
-        let size = code.len() as u64;
+        let ph = self.arch.placeholder(self.return_thunk);
+        let size = ph.code.len() as u64;
         let sec = self.obj.push_section(Section {
             name: meta::KLP_PLACEHOLDER_SECTION.as_bytes().to_vec(),
             sh_type: elf::SHT_PROGBITS.0,
             flags: elf::SHF_ALLOC.0 | elf::SHF_EXECINSTR.0,
             addr: 0,
-            align: 16,
+            align: ph.align,
             entsize: 0,
             link: 0,
             info: 0,
-            data: SectionData::Bytes(code),
+            data: SectionData::Bytes(ph.code),
         });
         let sym = self.obj.push_symbol(Symbol {
             name: b"__lp_klp_placeholder".to_vec(),
@@ -106,15 +103,15 @@ impl Out {
             value: 0,
             size,
         });
-        if thunk {
-            let t = self.external(RETURN_THUNK);
+        if let Some((offset, r_type, addend, target)) = ph.reloc {
+            let t = self.external(target);
             self.placeholder_relocs = Some((
                 sec,
                 Reloc {
-                    offset: 5,
+                    offset,
                     sym: t as u32,
-                    r_type: elf::R_X86_64_PLT32.0,
-                    addend: -4,
+                    r_type,
+                    addend,
                 },
             ));
         }
@@ -145,6 +142,7 @@ pub fn write(
             .iter()
             .any(|s| s.is_undef() && s.name == RETURN_THUNK.as_bytes()),
         klp: Vec::new(),
+        arch: p.arch,
     };
     out.obj.e_flags = p.obj.e_flags;
     copy_sections(&mut out, p, plan);
@@ -364,13 +362,13 @@ fn write_klp_metadata(out: &mut Out, record: &mut PatchRecord) {
         relocs.push(Reloc {
             offset: base + KlpRelocEntry::PLACE,
             sym: out.sec_sym[osec] as u32,
-            r_type: elf::R_X86_64_64.0,
+            r_type: out.arch.abs64(),
             addend: *offset as i64,
         });
         relocs.push(Reloc {
             offset: base + KlpRelocEntry::NAME,
             sym: 0, // set below, once the strings section symbol exists
-            r_type: elf::R_X86_64_64.0,
+            r_type: out.arch.abs64(),
             addend: off as i64,
         });
         record.klp_relocs.push(KlpRelocRecord {

@@ -50,13 +50,15 @@ pub enum Kind {
     AmbiguousPosition,
     /// A symbol whose livepatch name the kernel cannot parse.
     KlpName,
+    /// A tail call out of the patch where the architecture cannot make one (ppc64le's TOC).
+    SiblingCall,
     /// (driver) A function whose kallsyms range holds several ftrace call sites.
     AmbiguousFtraceSite,
 }
 
 impl Kind {
     /// Every kind, in catalogue order.
-    pub const ALL: [Kind; 20] = [
+    pub const ALL: [Kind; 21] = [
         Kind::KpatchForce,
         Kind::UnknownAnnotation,
         Kind::UnknownKlpCallback,
@@ -76,6 +78,7 @@ impl Kind {
         Kind::NotInParent,
         Kind::AmbiguousPosition,
         Kind::KlpName,
+        Kind::SiblingCall,
         Kind::AmbiguousFtraceSite,
     ];
 
@@ -101,6 +104,7 @@ impl Kind {
             Kind::NotInParent => "not-in-parent",
             Kind::AmbiguousPosition => "ambiguous-position",
             Kind::KlpName => "klp-name",
+            Kind::SiblingCall => "sibling-call",
             Kind::AmbiguousFtraceSite => "ambiguous-ftrace-site",
         }
     }
@@ -158,6 +162,10 @@ impl Kind {
                 "rename it in the patch or make the patched code not refer to it"
             }
             Kind::KlpName => "rename the symbol",
+            Kind::SiblingCall => {
+                "keep the call from being a tail call (e.g. use its result, or add \
+                 barrier() after it) or patch the callee too"
+            }
             Kind::AmbiguousFtraceSite => "patch its callers instead",
         }
     }
@@ -297,6 +305,15 @@ pub enum Refusal {
         /// What is wrong with the name.
         why: String,
     },
+    /// A tail call out of the patch.
+    SiblingCall {
+        /// The calling section.
+        section: String,
+        /// The callee.
+        symbol: String,
+        /// Offset of the branch.
+        offset: u64,
+    },
     /// (driver) Several ftrace call sites in one kallsyms range.
     AmbiguousFtraceSite {
         /// The function's section.
@@ -335,6 +352,7 @@ impl Refusal {
             Refusal::NotInParent { .. } => Kind::NotInParent,
             Refusal::AmbiguousPosition { .. } => Kind::AmbiguousPosition,
             Refusal::KlpName { .. } => Kind::KlpName,
+            Refusal::SiblingCall { .. } => Kind::SiblingCall,
             Refusal::AmbiguousFtraceSite { .. } => Kind::AmbiguousFtraceSite,
         }
     }
@@ -361,6 +379,7 @@ impl Refusal {
             | Refusal::NotInParent { section, .. }
             | Refusal::AmbiguousPosition { section, .. }
             | Refusal::KlpName { section, .. }
+            | Refusal::SiblingCall { section, .. }
             | Refusal::AmbiguousFtraceSite { section, .. } => section,
         }
     }
@@ -376,6 +395,7 @@ impl Refusal {
             | Refusal::NotInParent { symbol, .. }
             | Refusal::AmbiguousPosition { symbol, .. }
             | Refusal::KlpName { symbol, .. }
+            | Refusal::SiblingCall { symbol, .. }
             | Refusal::AmbiguousFtraceSite { symbol, .. } => symbol,
             _ => "",
         }
@@ -471,6 +491,15 @@ impl Refusal {
                  apart (no unique match in this source file)"
             ),
             Refusal::KlpName { why, .. } => why.clone(),
+            Refusal::SiblingCall {
+                section,
+                symbol,
+                offset,
+            } => format!(
+                "{section}+{offset:#x} is a sibling (tail) call to `{symbol}`, outside the \
+                 patch: on this architecture the callee would return with the patch module's \
+                 TOC"
+            ),
             Refusal::AmbiguousFtraceSite {
                 symbol,
                 start,

@@ -9,6 +9,7 @@
 //! entries the patch keeps ([`extract`], the differ's special-section stage) and where they land
 //! in the output ([`Kept`]).
 
+use crate::arch::Arch;
 use crate::closure::Closure;
 use crate::refusal::{Refusal, Refusals};
 use crate::view::Target;
@@ -26,185 +27,32 @@ pub struct Spec {
     /// The parallel section whose entries are kept with these (`.orc_unwind` for
     /// `.orc_unwind_ip`), and its entry size source name.
     pub parallel: Option<&'static str>,
-    /// When the entry's second relocation is a key (static key / static call key) that must
-    /// not live in a module.
-    pub key_field: Option<u64>,
+    /// When the entry has a key (static key / static call key) that must not live in a
+    /// module: where.
+    pub key_field: Option<KeyField>,
+    /// Offset in the entry of the field that points to the code the entry belongs to (0:
+    /// the first field).
+    pub anchor: u64,
 }
 
-/// The table.
-pub const SPECIALS: &[Spec] = &[
-    Spec {
-        name: "__bug_table",
-        objtool_output: false,
-        fixed_size: None,
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: "__ex_table",
-        objtool_output: false,
-        fixed_size: None,
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: "__jump_table",
-        objtool_output: false,
-        fixed_size: None,
-        parallel: None,
-        key_field: Some(8),
-    },
-    Spec {
-        name: ".static_call_sites",
-        objtool_output: true,
-        fixed_size: None,
-        parallel: None,
-        key_field: Some(4),
-    },
-    Spec {
-        name: ".altinstructions",
-        objtool_output: false,
-        fixed_size: None,
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".parainstructions",
-        objtool_output: false,
-        fixed_size: None,
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".printk_index",
-        objtool_output: false,
-        fixed_size: Some(8),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".smp_locks",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".retpoline_sites",
-        objtool_output: true,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".return_sites",
-        objtool_output: true,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".call_sites",
-        objtool_output: true,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".ibt_endbr_seal",
-        objtool_output: true,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".kcfi_traps",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: "__mcount_loc",
-        objtool_output: false,
-        fixed_size: Some(8),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".orc_unwind_ip",
-        objtool_output: true,
-        fixed_size: Some(4),
-        parallel: Some(".orc_unwind"),
-        key_field: None,
-    },
-    // objtool's input annotations: kept for the included code when objtool checks the module.
-    Spec {
-        name: ".discard.annotate_insn",
-        objtool_output: false,
-        fixed_size: Some(8),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".discard.reachable",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".discard.unreachable",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".discard.retpoline_safe",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".discard.instr_begin",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".discard.instr_end",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".discard.noendbr",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".discard.intra_function_calls",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-];
+/// Where the key of a special-section entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyField {
+    /// At this offset in the entry.
+    At(u64),
+    /// In the entry's last 8 bytes (`struct jump_entry`, absolute or relative).
+    Last,
+}
 
-/// The spec of a section, if special. `.orc_unwind` itself is handled through its parallel.
-pub fn spec(name: &str) -> Option<&'static Spec> {
-    SPECIALS.iter().find(|s| s.name == name)
+/// The spec of a section, if special on `arch`. `.orc_unwind` itself is handled through its
+/// parallel.
+pub fn spec(arch: &dyn Arch, name: &str) -> Option<&'static Spec> {
+    arch.specials().iter().find(|s| s.name == name)
 }
 
 /// True for sections handled only through another's entries.
-pub fn is_parallel(name: &str) -> bool {
-    SPECIALS.iter().any(|s| s.parallel == Some(name))
+pub fn is_parallel(arch: &dyn Arch, name: &str) -> bool {
+    arch.specials().iter().any(|s| s.parallel == Some(name))
 }
 
 /// Entry size of a special section: fixed by the format (arrays of pointers or place-relative
@@ -218,15 +66,13 @@ pub fn entry_size(spec: &Spec, sizes: &std::collections::BTreeMap<String, u64>) 
 /// place-relative offsets whose relocations are all 8-byte absolute pointers is an older
 /// kernel's `_ASM_PTR` array (`.discard.retpoline_safe` before 6.x, say), of 8-byte entries.
 pub fn entry_size_for(
+    arch: &dyn Arch,
     spec: &Spec,
     sizes: &std::collections::BTreeMap<String, u64>,
     relocs: &[lp_elf::Reloc],
 ) -> Option<u64> {
     let size = entry_size(spec, sizes)?;
-    let pointers = !relocs.is_empty()
-        && relocs
-            .iter()
-            .all(|r| r.r_type == object::elf::R_X86_64_64.0);
+    let pointers = !relocs.is_empty() && relocs.iter().all(|r| r.r_type == arch.abs64());
     Some(if spec.fixed_size == Some(4) && pointers {
         8
     } else {
@@ -275,7 +121,7 @@ pub fn extract(cl: &mut Closure, out: &mut Refusals) -> Result<(), crate::DiffEr
         .iter()
         .map(|(&sec, &size)| (sec, size))
         .collect();
-    crate::wellformed::entry_sizes(cl.p.obj, &kept)
+    crate::wellformed::entry_sizes(cl.p.obj, &kept, cl.p.arch)
 }
 
 /// True when relocation `r` of special section `sec` points into included code.
@@ -301,7 +147,7 @@ fn round(cl: &mut Closure, out: &mut Refusals) -> bool {
     let before = cl.plan.sec_incl.iter().filter(|b| **b).count();
     let p = cl.p;
     for sec in 0..p.obj.sections.len() {
-        let Some(spec) = spec(&p.sec_name(sec)) else {
+        let Some(spec) = spec(p.arch, &p.sec_name(sec)) else {
             continue;
         };
         let name = p.sec_name(sec).into_owned();
@@ -318,12 +164,8 @@ fn round(cl: &mut Closure, out: &mut Refusals) -> bool {
         let relocs = p.relocs(sec);
         let printk_index = name == ".printk_index";
         let any_anchored = relocs.iter().any(|r| anchored(cl, sec, printk_index, r));
-        let Some(size) = size_of(
-            spec,
-            &cl.opts.entry_sizes,
-            relocs,
-            p.obj.sections[sec].entsize,
-        ) else {
+        let own = p.obj.sections[sec].entsize;
+        let Some(size) = size_of(p.arch, spec, &cl.opts.entry_sizes, relocs, own) else {
             if any_anchored {
                 out.push(Refusal::UnknownEntrySize { section: name });
             }
@@ -334,7 +176,7 @@ fn round(cl: &mut Closure, out: &mut Refusals) -> bool {
         }
         let keep: BTreeSet<u64> = relocs
             .iter()
-            .filter(|r| r.offset % size == 0 && anchored(cl, sec, printk_index, r))
+            .filter(|r| r.offset % size == spec.anchor && anchored(cl, sec, printk_index, r))
             .map(|r| r.offset / size)
             .collect();
         if keep.is_empty() {
@@ -363,12 +205,13 @@ fn round(cl: &mut Closure, out: &mut Refusals) -> bool {
 /// The entry size of a special section: the format's or the caller's ([`entry_size_for`]), else
 /// the section's own `sh_entsize` when it has one (objtool sets it).
 fn size_of(
+    arch: &dyn Arch,
     spec: &Spec,
     sizes: &std::collections::BTreeMap<String, u64>,
     relocs: &[lp_elf::Reloc],
     own: u64,
 ) -> Option<u64> {
-    entry_size_for(spec, sizes, relocs)
+    entry_size_for(arch, spec, sizes, relocs)
         .filter(|&n| n > 0)
         .or((own > 0).then_some(own))
 }
@@ -440,7 +283,11 @@ fn check_key(
     r: &lp_elf::Reloc,
     out: &mut Refusals,
 ) {
-    let Some(kf) = spec.key_field else { return };
+    let kf = match spec.key_field {
+        Some(KeyField::At(k)) => k,
+        Some(KeyField::Last) => size.saturating_sub(8),
+        None => return,
+    };
     if r.offset % size != kf || cl.opts.object_name == "vmlinux" {
         return;
     }
