@@ -56,16 +56,22 @@ const CALLBACK_SECTIONS: &[(&str, CallbackKind, bool, bool)] = &[
     (".kpatch.hooks.unload", PreUnpatch, true, true),
 ];
 
-fn read_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(
-        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
-    ))
+fn read_u64(b: &[u8], at: usize, big_endian: bool) -> Option<u64> {
+    let w: [u8; 8] = b.get(at..at.checked_add(8)?)?.try_into().ok()?;
+    Some(if big_endian {
+        u64::from_be_bytes(w)
+    } else {
+        u64::from_le_bytes(w)
+    })
 }
 
-fn read_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
+fn read_u32(b: &[u8], at: usize, big_endian: bool) -> Option<u32> {
+    let w: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(if big_endian {
+        u32::from_be_bytes(w)
+    } else {
+        u32::from_le_bytes(w)
+    })
 }
 
 /// The sections of klp-build's `KLP_*_CALLBACK` (`include/linux/livepatch_helpers.h`; the
@@ -168,7 +174,7 @@ pub fn read(p: &View, out: &mut Refusals) -> Hooks {
                 } else {
                     usize::try_from(r.offset)
                         .ok()
-                        .and_then(|o| read_u64(bytes, o.checked_add(8)?))
+                        .and_then(|o| read_u64(bytes, o.checked_add(8)?, p.obj.big_endian))
                         .unwrap_or(r.offset / 16)
                 };
                 h.callbacks.push(Callback {
@@ -191,7 +197,8 @@ pub fn read(p: &View, out: &mut Refusals) -> Hooks {
         } else if name == ".lp.states" {
             let b = s.bytes();
             for at in (0..b.len() / 16).map(|k| k * 16) {
-                if let (Some(id), Some(v)) = (read_u64(b, at), read_u32(b, at + 8)) {
+                let be = p.obj.big_endian;
+                if let (Some(id), Some(v)) = (read_u64(b, at, be), read_u32(b, at + 8, be)) {
                     h.states.push((id, v));
                 }
             }

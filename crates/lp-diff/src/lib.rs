@@ -274,7 +274,9 @@ pub enum DiffError {
         message: String,
     },
     /// An architecture the differ does not know.
-    #[error("e_machine {0}: the differ knows x86_64, ppc64le, aarch64 and loongarch64 objects")]
+    #[error(
+        "e_machine {0}: the differ knows x86_64, ppc64le, s390x, aarch64 and loongarch64 objects"
+    )]
     Machine(u16),
     /// A bug in lp-build (never a refusal: the change may well be patchable).
     #[error(

@@ -145,6 +145,7 @@ pub fn write(
         arch: p.arch,
     };
     out.obj.e_flags = p.obj.e_flags;
+    out.obj.big_endian = p.obj.big_endian;
     copy_sections(&mut out, p, plan);
     define_symbols(&mut out, p, cmp, plan, opts);
     let rela_sections = relocate(&mut out, relocs)?;
@@ -358,7 +359,7 @@ fn write_klp_metadata(out: &mut Out, record: &mut PatchRecord) {
             r_type: *r_type,
             addend: *addend,
         };
-        entries.extend_from_slice(&entry.encode());
+        entries.extend_from_slice(&entry.encode(out.obj.big_endian));
         relocs.push(Reloc {
             offset: base + KlpRelocEntry::PLACE,
             sym: out.sec_sym[osec] as u32,

@@ -1,5 +1,4 @@
-//! The real-object corpora (kpatch-unit-x86_64, -ppc64le, -aarch64, -loongarch64; -s390x is
-//! not read yet): every case's outcome and its sets of changed and new functions must agree with
+//! The real-object corpora (kpatch-unit-x86_64, -ppc64le, -s390x, -aarch64, -loongarch64): every case's outcome and its sets of changed and new functions must agree with
 //! the reference tool, except the deliberate differences listed below with their reasons (also
 //! in crates/lp-diff/README.md). Every patch object is checked by goblin and by the kernel's
 //! rules for its architecture.
@@ -205,11 +204,26 @@ fn corpus_agrees_with_reference() {
     assert_eq!(agree + DELIBERATE.len(), cases.len());
 }
 
-/// Another architecture's corpus: `rows` cases, all agreeing with the reference.
+/// Deliberate differences on other architectures: (architecture, case, reason).
+const ARCH_DELIBERATE: &[(&str, &str, &str)] = &[(
+    "s390x",
+    "gcc-static-local-var-5",
+    "audit_log_start.part.0 changed (1008 -> 1040 bytes of different code): lp-build patches its \
+     parent audit_log_start too, as for every changed .cold/.part child, so that the callers reach \
+     the new child through a patched parent; the reference lists neither",
+)];
+
+/// Another architecture's corpus: `rows` cases, all agreeing with the reference but for
+/// [`ARCH_DELIBERATE`].
 fn arch_corpus(arch: &str, rows: usize) {
     let cases = lp_testutil::arch_cases(arch);
     assert_eq!(cases.len(), rows, "{arch}: cases.tsv rows");
-    let (mismatches, agree) = run_corpus(&cases, &|c| c.entry_sizes(), &[]);
+    let deliberate: Vec<(&str, &str)> = ARCH_DELIBERATE
+        .iter()
+        .filter(|(a, ..)| *a == arch)
+        .map(|&(_, case, why)| (case, why))
+        .collect();
+    let (mismatches, agree) = run_corpus(&cases, &|c| c.entry_sizes(), &deliberate);
     assert!(
         mismatches.is_empty(),
         "{arch}: {} of {} cases disagree:\n{}",
@@ -217,7 +231,8 @@ fn arch_corpus(arch: &str, rows: usize) {
         cases.len(),
         mismatches.join("\n")
     );
-    assert_eq!(agree, rows, "{arch}");
+    // A deliberate difference must still be one (else it goes from the list).
+    assert_eq!(agree + deliberate.len(), rows, "{arch}: agreeing cases");
 }
 
 /// ppc64le (ELFv2): the TOC, `_mcount` entries, feature fixups, sibling calls.
@@ -238,33 +253,10 @@ fn loongarch64_corpus_agrees_with_reference() {
     arch_corpus("loongarch64", 4);
 }
 
-/// FIXME(s390x): lp-elf reads little-endian objects only, so every s390x pair (big-endian) is
-/// an input error today, not a verdict; the reference patches or refuses all 15. This asserts
-/// today's behaviour until lp-elf reads and writes big-endian objects and an `Arch` for s390x
-/// exists (`-mfentry -mnop-mcount -mrecord-mcount`: the ftrace entry is an `__mcount_loc` entry
-/// at the function's start; `.s390_indirect_*`, `.s390_return_*` are 4-byte tables).
+/// s390x (big-endian): `__mcount_loc` entries, expolines, `*DBL` PC adjustment.
 #[test]
-fn s390x_corpus_is_not_read_yet() {
-    let cases = lp_testutil::arch_cases("s390x");
-    assert_eq!(cases.len(), 15, "s390x: cases.tsv rows");
-    for case in &cases {
-        let orig = std::fs::read(&case.orig).unwrap();
-        let patched = std::fs::read(&case.patched).unwrap();
-        match diff(&orig, &patched, &options(case)) {
-            Err(lp_diff::DiffError::Elf {
-                which: "orig",
-                source,
-            }) => assert!(
-                source.to_string().contains("big-endian"),
-                "{}: {source}",
-                case.name
-            ),
-            other => panic!(
-                "{}: expected the big-endian input error, got {other:?}",
-                case.name
-            ),
-        }
-    }
+fn s390x_corpus_agrees_with_reference() {
+    arch_corpus("s390x", 15);
 }
 
 /// The same inputs give the same bytes: every case is diffed five times and each run's patch

@@ -27,7 +27,7 @@ pub const KLP_STRS_SECTION: &str = ".lp.klp_strs";
 /// `struct lp_klp_reloc { u64 place; u64 name; u32 type; u32 reserved; s64 addend; }`.
 pub const KLP_RELOC_ENTRY_SIZE: u64 = 32;
 
-/// One `struct lp_klp_reloc` record, little-endian. `place` (offset [`Self::PLACE`]) and `name`
+/// One `struct lp_klp_reloc` record, in the object's byte order. `place` (offset [`Self::PLACE`]) and `name`
 /// (offset [`Self::NAME`]) are zero in the bytes and filled by the linker through an absolute
 /// 64-bit relocation each (to the patched place; into [`KLP_STRS_SECTION`]); the bytes carry
 /// the relocation type to apply and its addend.
@@ -50,20 +50,34 @@ impl KlpRelocEntry {
     pub const ADDEND: u64 = 24;
 
     /// The record's bytes (place and name zero: the linker fills them).
-    pub fn encode(&self) -> [u8; KLP_RELOC_ENTRY_SIZE as usize] {
+    pub fn encode(&self, big_endian: bool) -> [u8; KLP_RELOC_ENTRY_SIZE as usize] {
         let mut b = [0u8; KLP_RELOC_ENTRY_SIZE as usize];
-        b[16..20].copy_from_slice(&self.r_type.to_le_bytes());
-        b[24..32].copy_from_slice(&self.addend.to_le_bytes());
+        let (t, a) = if big_endian {
+            (self.r_type.to_be_bytes(), self.addend.to_be_bytes())
+        } else {
+            (self.r_type.to_le_bytes(), self.addend.to_le_bytes())
+        };
+        b[16..20].copy_from_slice(&t);
+        b[24..32].copy_from_slice(&a);
         b
     }
 
     /// The record at byte `at` of `table`; `None` when it does not fit.
-    pub fn decode(table: &[u8], at: u64) -> Option<KlpRelocEntry> {
+    pub fn decode(table: &[u8], at: u64, big_endian: bool) -> Option<KlpRelocEntry> {
         let at = usize::try_from(at).ok()?;
         let b = table.get(at..at.checked_add(KLP_RELOC_ENTRY_SIZE as usize)?)?;
-        Some(KlpRelocEntry {
-            r_type: u32::from_le_bytes(b.get(16..20)?.try_into().ok()?),
-            addend: i64::from_le_bytes(b.get(24..32)?.try_into().ok()?),
+        let t: [u8; 4] = b.get(16..20)?.try_into().ok()?;
+        let a: [u8; 8] = b.get(24..32)?.try_into().ok()?;
+        Some(if big_endian {
+            KlpRelocEntry {
+                r_type: u32::from_be_bytes(t),
+                addend: i64::from_be_bytes(a),
+            }
+        } else {
+            KlpRelocEntry {
+                r_type: u32::from_le_bytes(t),
+                addend: i64::from_le_bytes(a),
+            }
         })
     }
 }
@@ -184,11 +198,15 @@ mod tests {
             r_type: 4,
             addend: -4,
         };
-        let mut table = vec![0xaa; 8];
-        table.extend_from_slice(&e.encode());
-        assert_eq!(super::KlpRelocEntry::decode(&table, 8), Some(e));
-        assert_eq!(super::KlpRelocEntry::decode(&table, 9), None);
-        assert_eq!(super::KlpRelocEntry::decode(&table, u64::MAX), None);
+        for big in [false, true] {
+            let mut table = vec![0xaa; 8];
+            table.extend_from_slice(&e.encode(big));
+            assert_eq!(super::KlpRelocEntry::decode(&table, 8, big), Some(e));
+            assert_eq!(super::KlpRelocEntry::decode(&table, 9, big), None);
+            assert_eq!(super::KlpRelocEntry::decode(&table, u64::MAX, big), None);
+        }
+        assert_eq!(&e.encode(false)[16..20], &[4, 0, 0, 0]);
+        assert_eq!(&e.encode(true)[16..20], &[0, 0, 0, 4]);
     }
 
     use super::*;

@@ -154,7 +154,7 @@ fn read_entries(obj: &Object, index: usize, out: &mut Vec<Entry>) -> Result<(), 
             .get(&(base + KlpRelocEntry::NAME))
             .ok_or_else(|| missing("name"))?;
         let KlpRelocEntry { r_type, addend } =
-            KlpRelocEntry::decode(data, base).ok_or_else(|| missing("type"))?;
+            KlpRelocEntry::decode(data, base, obj.big_endian).ok_or_else(|| missing("type"))?;
 
         // The name.
         let bad_name = |name: String, message: String| EmitError::BadName {

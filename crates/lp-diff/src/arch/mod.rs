@@ -14,6 +14,7 @@
 pub mod aarch64;
 pub mod loongarch64;
 pub mod ppc64le;
+pub mod s390x;
 pub mod x86_64;
 
 use crate::special::Spec;
@@ -147,6 +148,7 @@ pub fn for_machine(e_machine: u16) -> Option<&'static dyn Arch> {
         m if m == elf::EM_PPC64.0 => Some(&ppc64le::Ppc64le),
         m if m == elf::EM_AARCH64.0 => Some(&aarch64::Aarch64),
         m if m == elf::EM_LOONGARCH.0 => Some(&loongarch64::Loongarch64),
+        m if m == elf::EM_S390.0 => Some(&s390x::S390x),
         _ => None,
     }
 }
