@@ -143,7 +143,10 @@ pub enum EmitError {
     #[error("writing the module: {0}")]
     Write(#[source] lp_elf::Error),
     /// The module is not for a machine whose relocation types we know.
-    #[error("e_machine {0}: the klp relocation pass handles x86_64 (62) modules")]
+    #[error(
+        "e_machine {0}: the klp relocation pass handles x86_64, ppc64le, s390x, aarch64 and \
+         loongarch64 modules"
+    )]
     UnsupportedMachine(u16),
     /// The entry table is not a whole number of entries.
     #[error(
