@@ -594,6 +594,18 @@ mod tests {
         }
     }
 
+    /// The README's table lists exactly the catalogue.
+    #[test]
+    fn readme_lists_every_kind() {
+        let readme = include_str!("../README.md");
+        let listed: Vec<&str> = readme
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `")?.split_once('`').map(|(n, _)| n))
+            .collect();
+        let all: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(listed, all);
+    }
+
     fn serde_json_like(k: Kind) -> String {
         serde_json::to_string(&k)
             .unwrap()

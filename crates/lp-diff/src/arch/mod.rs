@@ -263,3 +263,77 @@ pub fn line_only_change_fixed(
     }
     any
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reloc(offset: u64, r_type: u32) -> Reloc {
+        Reloc {
+            offset,
+            sym: 1,
+            r_type,
+            addend: 0,
+        }
+    }
+
+    #[test]
+    fn every_known_machine_has_an_arch() {
+        use object::elf;
+        for (m, name) in [
+            (elf::EM_X86_64.0, "x86_64"),
+            (elf::EM_PPC64.0, "ppc64le"),
+            (elf::EM_S390.0, "s390x"),
+            (elf::EM_AARCH64.0, "aarch64"),
+            (elf::EM_LOONGARCH.0, "loongarch64"),
+        ] {
+            let a = for_machine(m).unwrap();
+            assert_eq!(a.name(), name);
+            // The absolute 64-bit type patches 8 bytes.
+            assert_eq!(a.reloc_field_size(a.abs64()), Some(8), "{name}");
+            assert!(!a.placeholder(false).code.is_empty(), "{name}");
+        }
+        assert!(for_machine(elf::EM_386.0).is_none());
+    }
+
+    #[test]
+    fn s390x_instruction_lengths_and_dbl_adjustment() {
+        // lhi %r2,5 (4); br %r14 (2); brasl %r14,x (6)
+        let code = [0xa7, 0x28, 0, 5, 0x07, 0xfe, 0xc0, 0xe5, 0, 0, 0, 0];
+        let s = s390x::S390x;
+        let i = s.decode(&code);
+        assert_eq!(i.spans, vec![(0, 4), (4, 2), (6, 6)]);
+        assert_eq!(s.pc_adjust(Some(&i), true, &reloc(8, 20)), -2); // PLT32DBL
+        assert_eq!(s.pc_adjust(Some(&i), true, &reloc(8, 5)), 0); // PC32
+    }
+
+    #[test]
+    fn ppc64le_sibling_calls_and_line_rule() {
+        let p = ppc64le::Ppc64le;
+        let b = 0x4800_0000u32.to_le_bytes(); // b .
+        let bl = 0x4800_0001u32.to_le_bytes(); // bl .
+        assert!(p.is_unsupported_sibling_call(&b, &reloc(0, 10)));
+        assert!(!p.is_unsupported_sibling_call(&bl, &reloc(0, 10)));
+        assert!(!p.is_unsupported_sibling_call(&b, &reloc(2, 10)));
+        // li r5,0x10; bl warn  vs  li r5,0x11; bl warn
+        let word = |w: u32| w.to_le_bytes();
+        let a = [word(0x38a0_0010), word(0x4800_0001)].concat();
+        let c = [word(0x38a0_0011), word(0x4800_0001)].concat();
+        let warn = |o: u64| (o == 4).then(|| "warn_slowpath_fmt".to_string());
+        let other = |o: u64| (o == 4).then(|| "do_something".to_string());
+        assert!(p.line_only_change(&a, &c, &warn));
+        assert!(!p.line_only_change(&a, &c, &other));
+        // addi r5,r3,0x10 is not a load of an immediate.
+        let d = [word(0x38a3_0010), word(0x4800_0001)].concat();
+        let e = [word(0x38a3_0011), word(0x4800_0001)].concat();
+        assert!(!p.line_only_change(&d, &e, &warn));
+    }
+
+    #[test]
+    fn fixed_width_boundaries() {
+        let i = Insns::fixed(&[0; 10], 4);
+        assert_eq!(i.spans, vec![(0, 4), (4, 4)]);
+        assert_eq!(i.end_of(5), Some(8));
+        assert_eq!(i.end_of(9), None);
+    }
+}
