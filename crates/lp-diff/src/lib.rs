@@ -330,14 +330,14 @@ pub fn diff_objects(
     let (o, p) = (view::View::new(orig, arch), view::View::new(patched, arch));
     let mut refusals = refusal::Refusals::default();
 
-    let hooks = hooks::read(&p, &mut refusals);
-    let corr = correlate::correlate(&o, &p);
-    let cmp = compare::compare(&o, &p, &corr, opts.explain);
-    let mut cl = closure::Closure::new(&p, &corr, &cmp, hooks, opts);
-    checks::changes(&cl, &mut refusals);
+    let hooks = hooks::read(&p, &mut refusals); // 1. hooks
+    let corr = correlate::correlate(&o, &p); // 2. correlate
+    let cmp = compare::compare(&o, &p, &corr, opts.explain); // 3. compare
+    let mut cl = closure::Closure::new(&p, &corr, &cmp, hooks, opts); // 4. plan the closure
+    checks::changes(&cl, &mut refusals); // 5. refusals
     checks::ftrace(&o, &cl, &mut refusals);
     cl.follow_roots();
-    special::extract(&mut cl, &mut refusals)?;
+    special::extract(&mut cl, &mut refusals)?; // 6. special sections
     checks::unused_read_only_data(&cl, &mut refusals);
     refusals.extend(std::mem::take(&mut cl.refusals).into_refusals());
     cl.finish_new_functions();
@@ -348,7 +348,7 @@ pub fn diff_objects(
         return Ok(result);
     }
     if refusals.is_empty() {
-        let inputs = klp_reloc::Inputs {
+        let x = klp_reloc::Inputs {
             o: &o,
             p: &p,
             c: &corr,
@@ -356,19 +356,9 @@ pub fn diff_objects(
             plan: &cl.plan,
             opts,
         };
-        let own_parent;
-        let parent = match &opts.parent {
-            Some(par) => par,
-            None => {
-                own_parent = Parent::from_object(orig, false);
-                &own_parent
-            }
-        };
-        let file = klp_reloc::find_file(&o, parent, opts);
-        let resolver = klp_reloc::Resolver { opts, parent, file };
-        let relocs = klp_reloc::convert(&inputs, &resolver, &mut refusals)?;
+        let relocs = klp_relocations(&x, &mut refusals)?; // 7. klp relocations
         if refusals.is_empty() {
-            let (bytes, record) = output::write(&p, &cmp, &cl.plan, &relocs, opts)?;
+            let (bytes, record) = output::write(&p, &cmp, &cl.plan, &relocs, opts)?; // 8. write
             result.output = Some(bytes);
             result.record = record;
             return Ok(result);
@@ -377,6 +367,28 @@ pub fn diff_objects(
     result.outcome = Outcome::Refused;
     result.errors = refusals.diagnostics(&opts.source_name);
     Ok(result)
+}
+
+/// The klp-relocation stage against the parent (the caller's, else the ORIG object itself).
+fn klp_relocations(
+    x: &klp_reloc::Inputs,
+    refusals: &mut refusal::Refusals,
+) -> Result<klp_reloc::Relocations, DiffError> {
+    let own_parent;
+    let parent = match &x.opts.parent {
+        Some(par) => par,
+        None => {
+            own_parent = Parent::from_object(x.o.obj, false);
+            &own_parent
+        }
+    };
+    let file = klp_reloc::find_file(x.o, parent, x.opts);
+    let resolver = klp_reloc::Resolver {
+        opts: x.opts,
+        parent,
+        file,
+    };
+    klp_reloc::convert(x, &resolver, refusals)
 }
 
 /// The two objects are relocatable objects of one machine, with symbol tables.
