@@ -8,7 +8,6 @@
 use crate::correlate::Correlation;
 use crate::names;
 use crate::view::{Target, View};
-use crate::x86;
 use lp_elf::SectionData;
 
 /// The state of a patched element relative to ORIG.
@@ -106,7 +105,13 @@ fn relocs_equal(o: &View, osec: usize, p: &View, psec: usize, c: &Correlation) -
     or.iter().zip(&pr).all(|(a, b)| {
         a.offset == b.offset
             && a.r_type == b.r_type
-            && targets_equal(o, p, c, &o.target(osec, a), &p.target(psec, b))
+            && targets_equal(
+                o,
+                p,
+                c,
+                &o.compare_target(osec, a),
+                &p.compare_target(psec, b),
+            )
     })
 }
 
@@ -151,11 +156,11 @@ fn explain(o: &View, osec: usize, p: &View, psec: usize) -> String {
     // Relocation targets are shown by canonical name, so both listings compare symbolically.
     let listing = |v: &View, sec: usize| {
         let relocs = v.relocs(sec);
-        x86::listing(v.obj.sections[sec].bytes(), &|start, end| {
+        v.arch.listing(v.obj.sections[sec].bytes(), &|start, end| {
             relocs
                 .iter()
                 .find(|r| r.offset >= start && r.offset < end)
-                .map(|r| describe(&v.target(sec, r), v))
+                .map(|r| describe(&v.compare_target(sec, r), v))
         })
     };
     let a = listing(o, osec);
@@ -215,7 +220,9 @@ pub fn compare(o: &View, p: &View, c: &Correlation, explain_changes: bool) -> Co
                         _ => String::new(),
                     })
             };
-            if x86::line_only_change(o.obj.sections[osec].bytes(), s.bytes(), &callee_at) {
+            if p.arch
+                .line_only_change(o.obj.sections[osec].bytes(), s.bytes(), &callee_at)
+            {
                 if let Some(f) = p.bundled[psec] {
                     line_only.push(f);
                 }

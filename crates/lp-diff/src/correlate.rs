@@ -44,23 +44,34 @@ fn correlatable(v: &View, i: usize) -> bool {
     true
 }
 
-/// Correlates `o` (orig) and `p` (patched).
+/// Correlates `o` (orig) and `p` (patched): exact names, renamed clones, static locals, then
+/// sections.
 pub fn correlate(o: &View, p: &View) -> Correlation {
     let mut c = Correlation {
         p2o: vec![None; p.obj.symbols.len()],
         o2p: vec![None; o.obj.symbols.len()],
         sec_p2o: vec![None; p.obj.sections.len()],
     };
-    let pair = |c: &mut Correlation, pi: usize, oi: usize| {
-        c.p2o[pi] = Some(oi);
-        c.o2p[oi] = Some(pi);
-    };
     if !c.p2o.is_empty() && !c.o2p.is_empty() {
-        pair(&mut c, 0, 0);
+        c.pair(0, 0);
     }
+    exact_names(o, p, &mut c);
+    renamed_clones(o, p, &mut c);
+    static_locals(o, p, &mut c);
+    sections(o, p, &mut c);
+    c
+}
 
-    // 1. Exact names, unique among the correlatable symbols on both sides, same type.
-    //    Static locals are left to step 3: their numeric suffix is not an identity.
+impl Correlation {
+    fn pair(&mut self, pi: usize, oi: usize) {
+        self.p2o[pi] = Some(oi);
+        self.o2p[oi] = Some(pi);
+    }
+}
+
+/// 1. Exact names, unique among the correlatable symbols on both sides, same type. Static
+///    locals are left to [`static_locals`]: their numeric suffix is not an identity.
+fn exact_names(o: &View, p: &View, c: &mut Correlation) {
     for (name, pcands) in &p.by_name {
         let pc: Vec<usize> = pcands
             .iter()
@@ -79,13 +90,15 @@ pub fn correlate(o: &View, p: &View) -> Correlation {
             // Same-named symbols pair in order (several STT_FILE symbols, duplicate locals).
             for (&pi, &oi) in pc.iter().zip(&oc) {
                 if p.obj.symbols[pi].st_type() == o.obj.symbols[oi].st_type() {
-                    pair(&mut c, pi, oi);
+                    c.pair(pi, oi);
                 }
             }
         }
     }
+}
 
-    // 2. Renamed clones: unpaired functions with the same canonical name, unique both sides.
+/// 2. Renamed clones: unpaired functions with the same canonical name, unique both sides.
+fn renamed_clones(o: &View, p: &View, c: &mut Correlation) {
     let canon_unpaired = |v: &View, paired: &[Option<usize>]| {
         let mut m: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, s) in v.obj.symbols.iter().enumerate() {
@@ -104,12 +117,15 @@ pub fn correlate(o: &View, p: &View) -> Correlation {
     for (canon, pc) in &pm {
         if let (Some(oc), [pi]) = (om.get(canon), pc.as_slice()) {
             if let [oi] = oc.as_slice() {
-                pair(&mut c, *pi, *oi);
+                c.pair(*pi, *oi);
             }
         }
     }
+}
 
-    // 3. Static locals, through the paired functions that reference them.
+/// 3. Static locals, through the paired functions that reference them; those no function
+///    references (or referenced only by data): by name as a last resort.
+fn static_locals(o: &View, p: &View, c: &mut Correlation) {
     let mut p_users: HashMap<usize, Vec<usize>> = HashMap::new();
     for (psec, _) in p.obj.sections.iter().enumerate() {
         let Some(pf) = p.bundled[psec] else { continue };
@@ -117,7 +133,7 @@ pub fn correlate(o: &View, p: &View) -> Correlation {
             continue;
         }
         for r in p.relocs(psec) {
-            if let Target::Sym { sym, .. } = p.target(psec, r) {
+            if let Target::Sym { sym, .. } = p.compare_target(psec, r) {
                 if c.p2o[sym].is_none() && is_static_local(p, sym) {
                     let users = p_users.entry(sym).or_default();
                     if !users.contains(&pf) {
@@ -142,7 +158,7 @@ pub fn correlate(o: &View, p: &View) -> Correlation {
                 continue;
             };
             for r in o.relocs(osec) {
-                if let Target::Sym { sym: oi, .. } = o.target(osec, r) {
+                if let Target::Sym { sym: oi, .. } = o.compare_target(osec, r) {
                     if c.o2p[oi].is_none()
                         && is_static_local(o, oi)
                         && correlatable(o, oi)
@@ -158,7 +174,7 @@ pub fn correlate(o: &View, p: &View) -> Correlation {
             }
         }
         if let (Some(oi), false) = (found, conflict) {
-            pair(&mut c, pi, oi);
+            c.pair(pi, oi);
         }
     }
     // Static locals no function references (or referenced only by data): by name as a last resort.
@@ -169,13 +185,16 @@ pub fn correlate(o: &View, p: &View) -> Correlation {
         if let Some(oc) = o.by_name.get(p.name(pi)) {
             if let [oi] = oc.as_slice() {
                 if c.o2p[*oi].is_none() && is_static_local(o, *oi) {
-                    pair(&mut c, pi, *oi);
+                    c.pair(pi, *oi);
                 }
             }
         }
     }
+}
 
-    // Sections: through bundled symbols, else unique names.
+/// Sections: through bundled symbols, else unique names; relocation sections follow their
+/// targets.
+fn sections(o: &View, p: &View, c: &mut Correlation) {
     let mut o_by_secname: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, s) in o.obj.sections.iter().enumerate() {
         if o.bundled[i].is_none() && !s.is_reloc() && !names::is_numbered_section(&s.name_str()) {
@@ -225,5 +244,4 @@ pub fn correlate(o: &View, p: &View) -> Correlation {
             }
         }
     }
-    c
 }

@@ -9,14 +9,16 @@
 //! understood here (`.kpatch.force`, any other `.kpatch.*`, `.lp.*` or `.discard.klp_callback*`
 //! section or symbol) is a problem naming it, never dropped.
 
+use crate::refusal::{Refusal, Refusals};
 use crate::view::{Target, View};
+use crate::CallbackKind::{self, PostPatch, PostUnpatch, PrePatch, PreUnpatch};
 use std::collections::HashSet;
 
 /// One callback found in the patched object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Callback {
-    /// `pre_patch`, `post_patch`, `pre_unpatch`, `post_unpatch`.
-    pub kind: &'static str,
+    /// Which of the four callbacks.
+    pub kind: CallbackKind,
     /// The callback function (patched symbol index).
     pub func: usize,
     /// Declaration order.
@@ -36,41 +38,40 @@ pub struct Hooks {
     pub ignored_functions: HashSet<usize>,
     /// Sections never to include.
     pub ignored_sections: HashSet<String>,
-    /// Problems reading them.
-    pub problems: Vec<(String, String)>,
 }
 
-const CALLBACK_SECTIONS: &[(&str, &str, bool, bool)] = &[
+const CALLBACK_SECTIONS: &[(&str, CallbackKind, bool, bool)] = &[
     // (section, kind, void hook, kpatch layout)
-    (".lp.callbacks.pre_patch", "pre_patch", false, false),
-    (".lp.callbacks.post_patch", "post_patch", false, false),
-    (".lp.callbacks.pre_unpatch", "pre_unpatch", false, false),
-    (".lp.callbacks.post_unpatch", "post_unpatch", false, false),
-    (".lp.hooks.load", "post_patch", true, false),
-    (".lp.hooks.unload", "pre_unpatch", true, false),
-    (".kpatch.callbacks.pre_patch", "pre_patch", false, true),
-    (".kpatch.callbacks.post_patch", "post_patch", false, true),
-    (".kpatch.callbacks.pre_unpatch", "pre_unpatch", false, true),
-    (
-        ".kpatch.callbacks.post_unpatch",
-        "post_unpatch",
-        false,
-        true,
-    ),
-    (".kpatch.hooks.load", "post_patch", true, true),
-    (".kpatch.hooks.unload", "pre_unpatch", true, true),
+    (".lp.callbacks.pre_patch", PrePatch, false, false),
+    (".lp.callbacks.post_patch", PostPatch, false, false),
+    (".lp.callbacks.pre_unpatch", PreUnpatch, false, false),
+    (".lp.callbacks.post_unpatch", PostUnpatch, false, false),
+    (".lp.hooks.load", PostPatch, true, false),
+    (".lp.hooks.unload", PreUnpatch, true, false),
+    (".kpatch.callbacks.pre_patch", PrePatch, false, true),
+    (".kpatch.callbacks.post_patch", PostPatch, false, true),
+    (".kpatch.callbacks.pre_unpatch", PreUnpatch, false, true),
+    (".kpatch.callbacks.post_unpatch", PostUnpatch, false, true),
+    (".kpatch.hooks.load", PostPatch, true, true),
+    (".kpatch.hooks.unload", PreUnpatch, true, true),
 ];
 
-fn read_u64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(
-        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
-    ))
+fn read_u64(b: &[u8], at: usize, big_endian: bool) -> Option<u64> {
+    let w: [u8; 8] = b.get(at..at.checked_add(8)?)?.try_into().ok()?;
+    Some(if big_endian {
+        u64::from_be_bytes(w)
+    } else {
+        u64::from_le_bytes(w)
+    })
 }
 
-fn read_u32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
+fn read_u32(b: &[u8], at: usize, big_endian: bool) -> Option<u32> {
+    let w: [u8; 4] = b.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(if big_endian {
+        u32::from_be_bytes(w)
+    } else {
+        u32::from_le_bytes(w)
+    })
 }
 
 /// The sections of klp-build's `KLP_*_CALLBACK` (`include/linux/livepatch_helpers.h`; the
@@ -78,11 +79,11 @@ fn read_u32(b: &[u8], at: usize) -> Option<u32> {
 const KLP_CALLBACK_SECTIONS: &[&str] = &[".discard.klp_callback_ptrs", ".discard.klp_callbacks"];
 
 /// klp-build's callback symbol prefixes (`include/linux/livepatch_external.h`) and their kinds.
-const KLP_CALLBACK_PREFIXES: &[(&str, &str)] = &[
-    ("__klp_pre_patch_callback_", "pre_patch"),
-    ("__klp_post_patch_callback_", "post_patch"),
-    ("__klp_pre_unpatch_callback_", "pre_unpatch"),
-    ("__klp_post_unpatch_callback_", "post_unpatch"),
+const KLP_CALLBACK_PREFIXES: &[(&str, CallbackKind)] = &[
+    ("__klp_pre_patch_callback_", PrePatch),
+    ("__klp_post_patch_callback_", PostPatch),
+    ("__klp_pre_unpatch_callback_", PreUnpatch),
+    ("__klp_post_unpatch_callback_", PostUnpatch),
 ];
 
 /// Other annotation sections the differ knows.
@@ -105,7 +106,7 @@ fn unknown_annotation(name: &str) -> bool {
         && !CALLBACK_SECTIONS.iter().any(|(n, ..)| *n == name)
 }
 
-fn read_klp_callbacks(p: &View, sec: usize, name: &str, h: &mut Hooks) {
+fn read_klp_callbacks(p: &View, sec: usize, name: &str, h: &mut Hooks, out: &mut Refusals) {
     let relocs = p.relocs(sec);
     for (i, sym) in p.obj.symbols.iter().enumerate() {
         if sym.section_index() != Some(sec) || sym.is_section() {
@@ -116,32 +117,29 @@ fn read_klp_callbacks(p: &View, sec: usize, name: &str, h: &mut Hooks) {
             .iter()
             .find(|(prefix, _)| sname.starts_with(prefix))
         else {
-            h.problems.push((
-                name.to_string(),
-                format!(
-                    "`{sname}` is not a klp-build callback lp-build knows (expected \
-                     __klp_{{pre,post}}_{{patch,unpatch}}_callback_<object>)"
-                ),
-            ));
+            out.push(Refusal::UnknownKlpCallback {
+                section: name.to_string(),
+                symbol: sname.to_string(),
+            });
             continue;
         };
         let _ = prefix;
         let Some(r) = relocs.iter().find(|r| r.offset == sym.value) else {
-            h.problems.push((
-                name.to_string(),
-                format!("`{sname}` does not point to a function"),
-            ));
+            out.push(Refusal::CallbackNotAFunction {
+                section: name.to_string(),
+                symbol: sname.to_string(),
+            });
             continue;
         };
         let Target::Sym { sym: func, .. } = p.target(sec, r) else {
-            h.problems.push((
-                name.to_string(),
-                format!("`{sname}` does not point to a function"),
-            ));
+            out.push(Refusal::CallbackNotAFunction {
+                section: name.to_string(),
+                symbol: sname.to_string(),
+            });
             continue;
         };
         h.callbacks.push(Callback {
-            kind,
+            kind: *kind,
             func,
             order: sym.value / 8,
             void_hook: false,
@@ -149,8 +147,8 @@ fn read_klp_callbacks(p: &View, sec: usize, name: &str, h: &mut Hooks) {
     }
 }
 
-/// Reads the annotations of `p`.
-pub fn read(p: &View) -> Hooks {
+/// Reads the annotations of `p`; what it cannot understand is refused.
+pub fn read(p: &View, out: &mut Refusals) -> Hooks {
     let mut h = Hooks::default();
     for (sec, s) in p.obj.sections.iter().enumerate() {
         let name = s.name_str();
@@ -165,10 +163,10 @@ pub fn read(p: &View) -> Hooks {
                     continue; // kpatch's objname field
                 }
                 let Target::Sym { sym, .. } = p.target(sec, r) else {
-                    h.problems.push((
-                        name.to_string(),
-                        "entry does not point to a function".into(),
-                    ));
+                    out.push(Refusal::CallbackNotAFunction {
+                        section: name.to_string(),
+                        symbol: String::new(),
+                    });
                     continue;
                 };
                 let order = if kpatch {
@@ -176,7 +174,7 @@ pub fn read(p: &View) -> Hooks {
                 } else {
                     usize::try_from(r.offset)
                         .ok()
-                        .and_then(|o| read_u64(bytes, o.checked_add(8)?))
+                        .and_then(|o| read_u64(bytes, o.checked_add(8)?, p.obj.big_endian))
                         .unwrap_or(r.offset / 16)
                 };
                 h.callbacks.push(Callback {
@@ -187,26 +185,20 @@ pub fn read(p: &View) -> Hooks {
                 });
             }
         } else if KLP_CALLBACK_SECTIONS.contains(&name.as_ref()) {
-            read_klp_callbacks(p, sec, &name, &mut h);
+            read_klp_callbacks(p, sec, &name, &mut h, out);
         } else if name == ".kpatch.force" {
-            h.problems.push((
-                name.to_string(),
-                "KPATCH_FORCE_UNSAFE: the kernel's livepatch has no per-function override of \
-                 the consistency model (only a whole-transition force from sysfs); remove it and \
-                 make the change safe to apply"
-                    .into(),
-            ));
+            out.push(Refusal::KpatchForce {
+                section: name.to_string(),
+            });
         } else if !s.is_reloc() && unknown_annotation(&name) {
-            h.problems.push((
-                name.to_string(),
-                "an annotation section lp-build does not understand: it would be dropped, so \
-                 the patch is refused; use the macros of lp-hooks.h (hooks-macros/README.md)"
-                    .into(),
-            ));
+            out.push(Refusal::UnknownAnnotation {
+                section: name.to_string(),
+            });
         } else if name == ".lp.states" {
             let b = s.bytes();
             for at in (0..b.len() / 16).map(|k| k * 16) {
-                if let (Some(id), Some(v)) = (read_u64(b, at), read_u32(b, at + 8)) {
+                let be = p.obj.big_endian;
+                if let (Some(id), Some(v)) = (read_u64(b, at, be), read_u32(b, at + 8, be)) {
                     h.states.push((id, v));
                 }
             }
@@ -225,7 +217,11 @@ pub fn read(p: &View) -> Hooks {
             }
         }
     }
-    h.callbacks
-        .sort_by(|a, b| a.kind.cmp(b.kind).then(a.order.cmp(&b.order)));
+    h.callbacks.sort_by(|a, b| {
+        a.kind
+            .field()
+            .cmp(b.kind.field())
+            .then(a.order.cmp(&b.order))
+    });
     h
 }

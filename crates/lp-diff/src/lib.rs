@@ -2,31 +2,33 @@
 //! with `-ffunction-sections -fdata-sections`) and produces the patch object for that
 //! translation unit plus a record of what it patches.
 //!
-//! Stages (one module each): [`wellformed`] refuses relocation sections and special-section
-//! entry sizes it cannot trust, [`view`] indexes an object (bundled symbols, relocation targets),
-//! [`correlate`] pairs orig and patched symbols, [`compare`] marks changed and new functions,
-//! [`include`] computes the closure of what the patch needs and collects refusals,
-//! [`special`] regenerates the kernel's special sections for the included functions,
-//! [`klp_reloc`] turns references to symbols outside the patch into normal or livepatch
-//! relocations, [`output`] writes the patch object and its record.
+//! [`diff_objects`] is the stage list, one function per stage, in the order of the kernel's
+//! `cmd_klp_diff`: [`wellformed`] (relocation sections it can trust), [`view`] (indexes each
+//! object), [`hooks`] (the author's annotations), [`correlate`] (pairs orig and patched
+//! symbols), [`compare`] (changed and new functions), [`closure`] (plan what the patch needs),
+//! [`checks`] (refusals; every kind is in the catalogue, [`refusal`]), [`special`] (the special
+//! sections' entries for the included code), [`klp_reloc`] (normal or livepatch relocations,
+//! symbol positions), [`output`] (write the patch object and its record).
 //!
 //! Architecture invariant: this crate does no I/O and starts no process. Callers pass bytes in
 //! and get bytes and data out.
 
 #![deny(missing_docs)]
 
+pub mod arch;
+pub mod checks;
+pub mod closure;
 pub mod compare;
 pub mod correlate;
 pub mod hooks;
-pub mod include;
 pub mod klp_reloc;
 pub mod names;
 pub mod output;
 pub mod parent;
+pub mod refusal;
 pub mod special;
 pub mod view;
 pub mod wellformed;
-pub mod x86;
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -83,6 +85,20 @@ pub struct Diagnostic {
     pub symbol: String,
     /// What is wrong and what to do instead.
     pub message: String,
+    /// The refusal's kind in the catalogue ([`refusal::Kind`]); `None` for a warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<refusal::Kind>,
+}
+
+impl Outcome {
+    /// Its serialised name: `patch`, `no-change`, `refused`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Patch => "patch",
+            Outcome::NoChange => "no-change",
+            Outcome::Refused => "refused",
+        }
+    }
 }
 
 impl std::fmt::Display for Diagnostic {
@@ -106,11 +122,57 @@ pub struct FuncRecord {
     pub new_symbol: String,
 }
 
+/// The four callback kinds, in `struct klp_callbacks` field order; serialised as the field
+/// names (`pre_patch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackKind {
+    /// `pre_patch`: `int fn(struct klp_object *)`, non-zero aborts the load.
+    PrePatch,
+    /// `post_patch`.
+    PostPatch,
+    /// `pre_unpatch`.
+    PreUnpatch,
+    /// `post_unpatch`.
+    PostUnpatch,
+}
+
+impl CallbackKind {
+    /// Every kind, in field order.
+    pub const ALL: [CallbackKind; 4] = [
+        CallbackKind::PrePatch,
+        CallbackKind::PostPatch,
+        CallbackKind::PreUnpatch,
+        CallbackKind::PostUnpatch,
+    ];
+
+    /// The `struct klp_callbacks` field (and serialised) name.
+    pub fn field(self) -> &'static str {
+        match self {
+            CallbackKind::PrePatch => "pre_patch",
+            CallbackKind::PostPatch => "post_patch",
+            CallbackKind::PreUnpatch => "pre_unpatch",
+            CallbackKind::PostUnpatch => "post_unpatch",
+        }
+    }
+
+    /// Its position in [`CallbackKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl std::fmt::Display for CallbackKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.field())
+    }
+}
+
 /// A callback declared with the hooks macros.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallbackRecord {
-    /// `pre_patch`, `post_patch`, `pre_unpatch` or `post_unpatch`.
-    pub kind: String,
+    /// Which of the four callbacks.
+    pub kind: CallbackKind,
     /// The global alias of the callback function in the patch object.
     pub symbol: String,
     /// Declaration order within the object.
@@ -211,6 +273,17 @@ pub enum DiffError {
         /// What is wrong with it.
         message: String,
     },
+    /// An architecture the differ does not know.
+    #[error(
+        "e_machine {0}: the differ knows x86_64, ppc64le, s390x, aarch64 and loongarch64 objects"
+    )]
+    Machine(u16),
+    /// A bug in lp-build (never a refusal: the change may well be patchable).
+    #[error(
+        "internal error: {0}; this is a bug in lp-build: report it with the object pair \
+         (lp-build --keep-tmp keeps them)"
+    )]
+    Internal(String),
     /// A special section whose entries are not of the size given for it (see
     /// [`wellformed::entry_sizes`]).
     #[error("patched object: {section}: {message}")]
@@ -222,16 +295,10 @@ pub enum DiffError {
     },
 }
 
-/// Section and layout constants of the metadata the differ writes for the module emitter.
+/// Section and layout constants of the metadata the differ writes for the module emitter (the
+/// encoding itself is shared with the emitter: [`lp_elf::klp::KlpRelocEntry`]).
 pub mod meta {
-    /// Section of `struct lp_klp_reloc` entries (see [`KLP_RELOC_ENTRY_SIZE`]).
-    pub const KLP_RELOCS_SECTION: &str = ".lp.klp_relocs";
-    /// Section of the NUL-terminated `.klp.sym.` names the entries point to.
-    pub const KLP_STRS_SECTION: &str = ".lp.klp_strs";
-    /// `struct lp_klp_reloc { u64 place; u64 name; u32 type; u32 reserved; s64 addend; }`:
-    /// `place` carries an `R_X86_64_64` relocation to the patched place (section + offset),
-    /// `name` one to the symbol name string in [`KLP_STRS_SECTION`].
-    pub const KLP_RELOC_ENTRY_SIZE: u64 = 32;
+    pub use lp_elf::klp::{KLP_RELOCS_SECTION, KLP_RELOC_ENTRY_SIZE, KLP_STRS_SECTION};
     /// Section of the placeholder function that link-time stand-in relocations at klp places
     /// in code point to, so that objtool sees ordinary calls (docs/CONTRACTS.md).
     pub const KLP_PLACEHOLDER_SECTION: &str = ".lp.klp_placeholder";
@@ -250,12 +317,82 @@ pub fn diff(orig: &[u8], patched: &[u8], opts: &DiffOptions) -> Result<DiffResul
     diff_objects(&orig, &patched, opts)
 }
 
-/// Diffs two parsed objects.
+/// Diffs two parsed objects: the stage list.
 pub fn diff_objects(
     orig: &lp_elf::Object,
     patched: &lp_elf::Object,
     opts: &DiffOptions,
 ) -> Result<DiffResult, DiffError> {
+    check_pair(orig, patched)?;
+    let arch = arch::for_machine(orig.e_machine).ok_or(DiffError::Machine(orig.e_machine))?;
+    wellformed::relocations(orig, "orig", arch)?;
+    wellformed::relocations(patched, "patched", arch)?;
+    let (o, p) = (view::View::new(orig, arch), view::View::new(patched, arch));
+    let mut refusals = refusal::Refusals::default();
+
+    let hooks = hooks::read(&p, &mut refusals); // 1. hooks
+    let corr = correlate::correlate(&o, &p); // 2. correlate
+    let cmp = compare::compare(&o, &p, &corr, opts.explain); // 3. compare
+    let mut cl = closure::Closure::new(&p, &corr, &cmp, hooks, opts); // 4. plan the closure
+    checks::changes(&cl, &mut refusals); // 5. refusals
+    checks::ftrace(&o, &cl, &mut refusals);
+    cl.follow_roots();
+    special::extract(&mut cl, &mut refusals)?; // 6. special sections
+    checks::unused_read_only_data(&cl, &mut refusals);
+    refusals.extend(std::mem::take(&mut cl.refusals).into_refusals());
+    cl.finish_new_functions();
+
+    let mut result = report(&o, &p, &corr, &cmp, &cl.plan, opts);
+    if refusals.is_empty() && !cl.plan.has_work() {
+        result.outcome = Outcome::NoChange;
+        return Ok(result);
+    }
+    if refusals.is_empty() {
+        let x = klp_reloc::Inputs {
+            o: &o,
+            p: &p,
+            c: &corr,
+            cmp: &cmp,
+            plan: &cl.plan,
+            opts,
+        };
+        let relocs = klp_relocations(&x, &mut refusals)?; // 7. klp relocations
+        if refusals.is_empty() {
+            let (bytes, record) = output::write(&p, &cmp, &cl.plan, &relocs, opts)?; // 8. write
+            result.output = Some(bytes);
+            result.record = record;
+            return Ok(result);
+        }
+    }
+    result.outcome = Outcome::Refused;
+    result.errors = refusals.diagnostics(&opts.source_name);
+    Ok(result)
+}
+
+/// The klp-relocation stage against the parent (the caller's, else the ORIG object itself).
+fn klp_relocations(
+    x: &klp_reloc::Inputs,
+    refusals: &mut refusal::Refusals,
+) -> Result<klp_reloc::Relocations, DiffError> {
+    let own_parent;
+    let parent = match &x.opts.parent {
+        Some(par) => par,
+        None => {
+            own_parent = Parent::from_object(x.o.obj, false);
+            &own_parent
+        }
+    };
+    let file = klp_reloc::find_file(x.o, parent, x.opts);
+    let resolver = klp_reloc::Resolver {
+        opts: x.opts,
+        parent,
+        file,
+    };
+    klp_reloc::convert(x, &resolver, refusals)
+}
+
+/// The two objects are relocatable objects of one machine, with symbol tables.
+fn check_pair(orig: &lp_elf::Object, patched: &lp_elf::Object) -> Result<(), DiffError> {
     if orig.e_machine != patched.e_machine || orig.e_type != patched.e_type {
         return Err(DiffError::Mismatch(format!(
             "machine {}/{} and type {}/{} differ",
@@ -278,15 +415,59 @@ pub fn diff_objects(
             });
         }
     }
-    wellformed::relocations(orig, "orig")?;
-    wellformed::relocations(patched, "patched")?;
-    let o = view::View::new(orig);
-    let p = view::View::new(patched);
-    let corr = correlate::correlate(&o, &p);
-    let cmp = compare::compare(&o, &p, &corr, opts.explain);
-    let mut r = include::run(&o, &p, &corr, &cmp, opts)?;
-    r.warnings.extend(unrelated_warning(&o, &p, &corr, opts));
-    Ok(r)
+    Ok(())
+}
+
+/// The result before the verdict: changed and new functions, explanations and warnings.
+fn report(
+    o: &view::View,
+    p: &view::View,
+    c: &correlate::Correlation,
+    cmp: &compare::Comparison,
+    plan: &closure::Plan,
+    opts: &DiffOptions,
+) -> DiffResult {
+    let mut changed_functions: Vec<String> = plan
+        .changed
+        .iter()
+        .filter_map(|&f| c.p2o[f].map(|of| o.name(of).to_string()))
+        .collect();
+    changed_functions.sort();
+    changed_functions.dedup();
+    let new_functions = plan.new.iter().map(|&i| p.name(i).to_string()).collect();
+    let explanations = cmp
+        .explanations
+        .iter()
+        .filter(|(f, _)| plan.changed.contains(f))
+        .filter_map(|(f, text)| c.p2o[*f].map(|of| (o.name(of).to_string(), text.clone())))
+        .collect();
+    let mut warnings: Vec<Diagnostic> = cmp
+        .line_only
+        .iter()
+        .map(|&f| Diagnostic {
+            object: opts.source_name.clone(),
+            section: p.obj.symbols[f]
+                .section_index()
+                .map(|s| p.sec_name(s).into_owned())
+                .unwrap_or_default(),
+            symbol: p.name(f).to_string(),
+            message: "only __LINE__ arguments of WARN/might_sleep/printk calls moved: not a \
+                      functional change, not patched"
+                .into(),
+            kind: None,
+        })
+        .collect();
+    warnings.extend(unrelated_warning(o, p, c, opts));
+    DiffResult {
+        outcome: Outcome::Patch,
+        changed_functions,
+        new_functions,
+        errors: Vec::new(),
+        warnings,
+        explanations,
+        output: None,
+        record: PatchRecord::default(),
+    }
 }
 
 /// A warning when ORIG and PATCHED do not look like two builds of one source file: their
@@ -335,5 +516,31 @@ fn unrelated_warning(
             "the two objects look unrelated ({why}): pass the original and the patched build of \
              the same source file"
         ),
+        kind: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The contracts' spellings: the callback kind serialises as the `klp_callbacks` field
+    /// name, an unknown kind is rejected when a record is read, and the outcome's name is its
+    /// serialised form.
+    #[test]
+    fn contract_types_serialise_as_documented() {
+        for k in CallbackKind::ALL {
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(json, format!("\"{}\"", k.field()));
+            assert_eq!(serde_json::from_str::<CallbackKind>(&json).unwrap(), k);
+        }
+        let bad = r#"{"kind":"pre-patch","symbol":"f","order":1,"void_hook":false}"#;
+        assert!(serde_json::from_str::<CallbackRecord>(bad).is_err());
+        for o in [Outcome::Patch, Outcome::NoChange, Outcome::Refused] {
+            assert_eq!(
+                serde_json::to_string(&o).unwrap(),
+                format!("\"{}\"", o.name())
+            );
+        }
+    }
 }

@@ -1,33 +1,27 @@
-//! Builds the patch object from the plan: the included sections, their symbols, relocations
-//! rewritten for the patch (internal, normal external, or livepatch), the regenerated special
-//! sections, the `.lp.klp_relocs` metadata and the record for the module emitter.
+//! The write stage: the patch object from the plan and the converted relocations (the carried
+//! sections, their symbols, relocations against the copies, externals or the placeholder, the
+//! `.lp.klp_relocs` metadata) and the record for the module emitter.
+//!
+//! It decides nothing: every refusal was made before ([`crate::checks`], [`crate::special`],
+//! [`crate::klp_reloc`]); what goes wrong here is an internal error.
 
+use crate::closure::Plan;
 use crate::compare::{Comparison, Status};
-use crate::correlate::Correlation;
-use crate::include::Plan;
-use crate::klp_reloc::{Reach, Resolver};
-use crate::parent::Parent;
-use crate::view::{Target, View};
+use crate::klp_reloc::{Relocations, To};
+use crate::view::View;
 use crate::{
-    meta, CallbackRecord, Diagnostic, DiffOptions, FuncRecord, KlpRelocRecord, PatchRecord,
+    meta, CallbackRecord, DiffError, DiffOptions, FuncRecord, KlpRelocRecord, PatchRecord,
     StateRecord,
 };
+use lp_elf::klp::KlpRelocEntry;
 use lp_elf::{Object, Reloc, Section, SectionData, SymSection, Symbol};
 use object::elf;
 use std::collections::HashMap;
 
-/// The x86 return thunk (`-mfunction-return=thunk-extern`).
-const RETURN_THUNK: &str = "__x86_return_thunk";
+use crate::arch::x86_64::RETURN_THUNK;
 
-/// Why the output could not be built.
-pub enum BuildError {
-    /// References that cannot be resolved safely.
-    Refused(Vec<Diagnostic>),
-    /// The object could not be written.
-    Elf(lp_elf::Error),
-}
-
-struct Out<'a> {
+/// The patch object being written.
+struct Out {
     obj: Object,
     /// patched section -> output section
     sec_map: HashMap<usize, usize>,
@@ -41,13 +35,12 @@ struct Out<'a> {
     placeholder_relocs: Option<(usize, Reloc)>,
     /// The object returns through `__x86_return_thunk` (CONFIG_MITIGATION_RETHUNK).
     return_thunk: bool,
+    arch: &'static dyn crate::arch::Arch,
+    /// Livepatch relocations: (output section, offset, type, `.klp.sym.` name, addend).
     klp: Vec<(usize, u64, u32, String, i64)>,
-    errors: Vec<Diagnostic>,
-    resolver: Resolver<'a>,
-    opts: &'a DiffOptions,
 }
 
-impl Out<'_> {
+impl Out {
     fn external(&mut self, name: &str) -> usize {
         if let Some(&i) = self.externals.get(name) {
             return i;
@@ -65,32 +58,41 @@ impl Out<'_> {
         i
     }
 
+    fn section_symbol(&mut self, idx: usize) -> usize {
+        self.obj.push_symbol(Symbol {
+            name: Vec::new(),
+            info: Symbol::make_info(elf::STB_LOCAL.0, elf::STT_SECTION.0),
+            other: 0,
+            st_shndx: 0,
+            section: SymSection::Section(idx as u32),
+            value: 0,
+            size: 0,
+        })
+    }
+
     /// The placeholder function that stand-in relocations point to during the link. objtool
     /// must see it return: a call to a function that cannot return is a dead end to objtool,
     /// which then leaves the code after every stand-in call unvalidated and without ORC (and
     /// newer objtool fails: "missing __noreturn"). It returns the way the object's own code
-    /// does: `endbr64; jmp __x86_return_thunk` when the object uses return thunks (objtool
-    /// lists that jump in `.return_sites` like any other), else `endbr64; ret; int3`.
+    /// does ([`crate::arch::Arch::placeholder`]; on x86_64 `endbr64; jmp __x86_return_thunk`
+    /// when the object uses return thunks, objtool lists that jump in `.return_sites` like any
+    /// other, else `endbr64; ret; int3`).
     fn placeholder(&mut self) -> usize {
         if let Some(p) = self.placeholder {
             return p;
         }
-        let (code, thunk) = if self.return_thunk {
-            (vec![0xf3, 0x0f, 0x1e, 0xfa, 0xe9, 0, 0, 0, 0], true)
-        } else {
-            (vec![0xf3, 0x0f, 0x1e, 0xfa, 0xc3, 0xcc], false)
-        };
-        let size = code.len() as u64;
+        let ph = self.arch.placeholder(self.return_thunk);
+        let size = ph.code.len() as u64;
         let sec = self.obj.push_section(Section {
             name: meta::KLP_PLACEHOLDER_SECTION.as_bytes().to_vec(),
             sh_type: elf::SHT_PROGBITS.0,
             flags: elf::SHF_ALLOC.0 | elf::SHF_EXECINSTR.0,
             addr: 0,
-            align: 16,
+            align: ph.align,
             entsize: 0,
             link: 0,
             info: 0,
-            data: SectionData::Bytes(code),
+            data: SectionData::Bytes(ph.code),
         });
         let sym = self.obj.push_symbol(Symbol {
             name: b"__lp_klp_placeholder".to_vec(),
@@ -101,74 +103,31 @@ impl Out<'_> {
             value: 0,
             size,
         });
-        if thunk {
-            let t = self.external(RETURN_THUNK);
+        if let Some((offset, r_type, addend, target)) = ph.reloc {
+            let t = self.external(target);
             self.placeholder_relocs = Some((
                 sec,
                 Reloc {
-                    offset: 5,
+                    offset,
                     sym: t as u32,
-                    r_type: elf::R_X86_64_PLT32.0,
-                    addend: -4,
+                    r_type,
+                    addend,
                 },
             ));
         }
         self.placeholder = Some(sym);
         sym
     }
-
-    fn refuse(&mut self, section: &str, symbol: &str, message: String) {
-        self.errors.push(Diagnostic {
-            object: self.opts.source_name.clone(),
-            section: section.to_string(),
-            symbol: symbol.to_string(),
-            message,
-        });
-    }
 }
 
-fn source_basename(source: &str) -> String {
-    let base = source.rsplit('/').next().unwrap_or(source);
-    match base.strip_suffix(".o") {
-        Some(stem) => format!("{stem}.c"),
-        None => base.to_string(),
-    }
-}
-
-/// Builds the patch object and its record.
-pub fn build(
-    o: &View,
+/// Writes the patch object and its record.
+pub fn write(
     p: &View,
-    c: &Correlation,
     cmp: &Comparison,
-    opts: &DiffOptions,
     plan: &Plan,
-) -> Result<(Vec<u8>, PatchRecord), BuildError> {
-    let own_parent;
-    let parent: &Parent = match &opts.parent {
-        Some(par) => par,
-        None => {
-            own_parent = Parent::from_object(o.obj, false);
-            &own_parent
-        }
-    };
-    let local_names: Vec<&str> = o
-        .obj
-        .symbols
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s.is_local() && (s.is_func() || s.is_object()))
-        .map(|(i, _)| o.name(i))
-        .collect();
-    let file = parent
-        .find_file(&source_basename(&opts.source_name), &local_names)
-        .or_else(|| (parent.files.len() == 1).then_some(0))
-        .or_else(|| {
-            // The ORIG object itself: its one FILE symbol, whatever its name.
-            let files: Vec<_> = o.obj.symbols.iter().filter(|s| s.is_file()).collect();
-            (opts.parent.is_none() && files.len() <= 1).then_some(0)
-        });
-
+    relocs: &Relocations,
+    opts: &DiffOptions,
+) -> Result<(Vec<u8>, PatchRecord), DiffError> {
     let mut out = Out {
         obj: Object::new_relocatable(p.obj.e_machine),
         sec_map: HashMap::new(),
@@ -183,30 +142,32 @@ pub fn build(
             .iter()
             .any(|s| s.is_undef() && s.name == RETURN_THUNK.as_bytes()),
         klp: Vec::new(),
-        errors: Vec::new(),
-        resolver: Resolver { opts, parent, file },
-        opts,
+        arch: p.arch,
     };
     out.obj.e_flags = p.obj.e_flags;
+    out.obj.big_endian = p.obj.big_endian;
+    copy_sections(&mut out, p, plan);
+    define_symbols(&mut out, p, cmp, plan, opts);
+    let rela_sections = relocate(&mut out, relocs)?;
+    let record = record(&mut out, plan, relocs, opts);
+    for (osec, relocs) in rela_sections {
+        push_rela_section(&mut out.obj, osec, relocs);
+    }
+    let mut record = record;
+    write_klp_metadata(&mut out, &mut record);
+    out.obj.sort_symbols_locals_first();
+    let bytes = out.obj.write().map_err(DiffError::Write)?;
+    Ok((bytes, record))
+}
 
-    // Sections: included ones as they are, special ones with their kept entries only.
-    let mut special_src: HashMap<usize, (u64, Vec<u64>)> = HashMap::new();
+/// The carried sections: included ones as they are, special ones with their kept entries only.
+fn copy_sections(out: &mut Out, p: &View, plan: &Plan) {
     for (sec, s) in p.obj.sections.iter().enumerate() {
-        let kept = plan.special_keep.get(&sec);
-        if !plan.sec_incl[sec] && kept.is_none() {
+        if !plan.carries_section(p, sec) {
             continue;
         }
-        let data = match (kept, &s.data) {
-            (Some((size, entries)), SectionData::Bytes(b)) => {
-                let mut bytes = Vec::new();
-                for &e in entries {
-                    let start = usize::try_from(e.saturating_mul(*size)).unwrap_or(usize::MAX);
-                    let end = start.saturating_add(*size as usize);
-                    bytes.extend_from_slice(b.get(start..end).unwrap_or(&[]));
-                }
-                special_src.insert(sec, (*size, entries.clone()));
-                SectionData::Bytes(bytes)
-            }
+        let data = match (plan.special_keep.get(&sec), &s.data) {
+            (Some(kept), SectionData::Bytes(b)) => SectionData::Bytes(kept.cut(b)),
             (_, SectionData::Bytes(b)) => SectionData::Bytes(b.clone()),
             (_, SectionData::NoBits(n)) => SectionData::NoBits(*n),
             _ => continue,
@@ -223,32 +184,22 @@ pub fn build(
             data,
         });
         out.sec_map.insert(sec, idx);
-        let ss = out.obj.push_symbol(Symbol {
-            name: Vec::new(),
-            info: Symbol::make_info(elf::STB_LOCAL.0, elf::STT_SECTION.0),
-            other: 0,
-            st_shndx: 0,
-            section: SymSection::Section(idx as u32),
-            value: 0,
-            size: 0,
-        });
+        let ss = out.section_symbol(idx);
         out.sec_sym.insert(idx, ss);
     }
+}
 
-    // Symbols defined in the output.
+/// The symbols the patch object defines. Changed globals become local: the running kernel
+/// keeps the original global.
+fn define_symbols(out: &mut Out, p: &View, cmp: &Comparison, plan: &Plan, opts: &DiffOptions) {
     for (i, s) in p.obj.symbols.iter().enumerate() {
-        if !plan.internal[i] || s.is_section() {
-            continue;
-        }
-        // objtool makes the prefix symbols again for the linked module.
-        if opts.objtool_on_module && crate::names::is_function_prefix(p.name(i)) {
+        if !plan.defines_symbol(p, opts, i) {
             continue;
         }
         let Some(&osec) = s.section_index().and_then(|x| out.sec_map.get(&x)) else {
             continue;
         };
         let mut info = s.info;
-        // Changed globals become local: the running kernel keeps the original global.
         if cmp.sym[i] == Status::Changed && !s.is_local() {
             info = Symbol::make_info(elf::STB_LOCAL.0, s.st_type());
         }
@@ -260,157 +211,65 @@ pub fn build(
         });
         out.sym_map.insert(i, new);
     }
+}
 
-    // Relocations of every output section.
+/// The relocations of every output section, by output section. A livepatch relocation gets an
+/// ordinary stand-in against the placeholder during the link, at every klp place: objtool must
+/// see a call, not an unannotated intra-function call, and a relocation for every field it
+/// reads in special sections (the key of a `__jump_table` entry: without one it stops with
+/// "can't find key reloc" and writes no ORC or site tables at all). The post-link pass removes
+/// it.
+fn relocate(out: &mut Out, relocs: &Relocations) -> Result<Vec<(usize, Vec<Reloc>)>, DiffError> {
+    let internal = |what: String| DiffError::Internal(format!("writing the patch object: {what}"));
     let mut rela_sections: Vec<(usize, Vec<Reloc>)> = Vec::new();
-    // In section order: the undefined symbols and livepatch relocations this loop creates are
-    // numbered in the order it meets them, and the same inputs must give the same bytes.
-    let mut sections: Vec<(usize, usize)> = out.sec_map.iter().map(|(&p, &o)| (p, o)).collect();
-    sections.sort_unstable();
-    for (psec, osec) in sections {
-        let relocs = p.relocs(psec);
-        let mut new_relocs = Vec::new();
-        let special = special_src.get(&psec).cloned();
-        for r in relocs {
-            // Position in the output (special sections are compacted).
-            let offset = match &special {
-                Some((size, entries)) => {
-                    let e = r.offset / size;
-                    match entries.binary_search(&e) {
-                        Ok(k) => k as u64 * size + r.offset % size,
-                        Err(_) => continue,
-                    }
+    for (psec, list) in &relocs.sections {
+        let osec = *out
+            .sec_map
+            .get(psec)
+            .ok_or_else(|| internal(format!("section {psec} is not carried")))?;
+        let mut new_relocs = Vec::with_capacity(list.len());
+        for c in list {
+            let sym = match &c.to {
+                To::Section(s) => {
+                    let os = out
+                        .sec_map
+                        .get(s)
+                        .ok_or_else(|| internal(format!("section {s} is not carried")))?;
+                    out.sec_sym[os]
                 }
-                None => r.offset,
+                To::Symbol(s) => *out
+                    .sym_map
+                    .get(s)
+                    .ok_or_else(|| internal(format!("symbol {s} is not defined")))?,
+                To::External(n) => out.external(n),
+                To::Klp(k) => {
+                    out.klp
+                        .push((osec, c.offset, c.r_type, k.clone(), c.addend));
+                    out.placeholder()
+                }
             };
-            let rsym = &p.obj.symbols[r.sym as usize];
-            let target = p.target(psec, r);
-            // The section the relocation's own symbol lives in, if the output has it.
-            let via_section = rsym
-                .section_index()
-                .and_then(|x| out.sec_map.get(&x).copied());
-            let sym_value = if rsym.is_section() {
-                0
-            } else {
-                rsym.value as i64
-            };
-            let internal_sym = match &target {
-                Target::Sym { sym, .. } => out.sym_map.get(sym).copied(),
-                _ => None,
-            };
-            match (&target, via_section, internal_sym) {
-                (Target::Sym { .. }, Some(os), Some(_)) if rsym.is_section() => {
-                    new_relocs.push(Reloc {
-                        offset,
-                        sym: out.sec_sym[&os] as u32,
-                        r_type: r.r_type,
-                        addend: r.addend,
-                    });
-                }
-                (Target::Str(_) | Target::Const(_) | Target::Sec { .. }, Some(os), _) => {
-                    new_relocs.push(Reloc {
-                        offset,
-                        sym: out.sec_sym[&os] as u32,
-                        r_type: r.r_type,
-                        addend: r.addend.saturating_add(sym_value),
-                    });
-                }
-                (Target::Sym { .. }, _, Some(is)) => {
-                    new_relocs.push(Reloc {
-                        offset,
-                        sym: is as u32,
-                        r_type: r.r_type,
-                        addend: r.addend,
-                    });
-                }
-                (Target::Sym { sym, addend }, _, None) => {
-                    let ps = &p.obj.symbols[*sym];
-                    let name = match c.p2o[*sym] {
-                        Some(os) => o.name(os).to_string(),
-                        None => p.name(*sym).to_string(),
-                    };
-                    if name.is_empty() {
-                        continue;
-                    }
-                    let reach = if ps.is_undef() {
-                        out.resolver.undefined(&name)
-                    } else {
-                        if cmp.sym[*sym] != Status::Same {
-                            let secname = p.sec_name(psec).into_owned();
-                            out.refuse(
-                                &secname,
-                                &name,
-                                format!(
-                                    "internal error: `{name}` is neither included nor in the \
-                                     running kernel; this is a bug in lp-build: report it with \
-                                     the object pair (lp-build --keep-tmp keeps them)"
-                                ),
-                            );
-                            continue;
-                        }
-                        out.resolver.defined(&name, !ps.is_local())
-                    };
-                    match reach {
-                        Ok(Reach::Normal(n)) => {
-                            let e = out.external(&n);
-                            new_relocs.push(Reloc {
-                                offset,
-                                sym: e as u32,
-                                r_type: r.r_type,
-                                addend: *addend,
-                            });
-                        }
-                        Ok(Reach::Klp(k)) => {
-                            // An ordinary stand-in during the link, at every klp place: objtool
-                            // must see a call, not an unannotated intra-function call, and a
-                            // relocation for every field it reads in special sections (the key
-                            // of a `__jump_table` entry: without one it stops with "can't find
-                            // key reloc" and writes no ORC or site tables at all). The
-                            // post-link pass removes it.
-                            let ph = out.placeholder();
-                            new_relocs.push(Reloc {
-                                offset,
-                                sym: ph as u32,
-                                r_type: r.r_type,
-                                addend: *addend,
-                            });
-                            out.klp.push((osec, offset, r.r_type, k, *addend))
-                        }
-                        Err(e) => {
-                            let secname = p.sec_name(psec).into_owned();
-                            out.refuse(&secname, &name, e.0);
-                        }
-                    }
-                }
-                (_, None, _) => {
-                    let secname = p.sec_name(psec).into_owned();
-                    out.refuse(
-                        &secname,
-                        "",
-                        format!(
-                            "a relocation at {secname}+{:#x} points to data the patch does not \
-                             carry and the running kernel cannot provide by name: give the data \
-                             a name (a static variable) or keep the patched code from using it",
-                            r.offset
-                        ),
-                    );
-                }
-            }
+            new_relocs.push(Reloc {
+                offset: c.offset,
+                sym: sym as u32,
+                r_type: c.r_type,
+                addend: c.addend,
+            });
         }
         new_relocs.sort_by_key(|r| r.offset);
         if !new_relocs.is_empty() {
             rela_sections.push((osec, new_relocs));
         }
     }
-    if !out.errors.is_empty() {
-        return Err(BuildError::Refused(out.errors));
-    }
     if let Some((sec, r)) = out.placeholder_relocs.take() {
         rela_sections.push((sec, vec![r]));
     }
     rela_sections.sort_by_key(|(s, _)| *s);
+    Ok(rela_sections)
+}
 
-    // Aliases for the module emitter: patched functions and callbacks.
+/// The record for the module emitter, with a global alias for every replaced function and
+/// every callback (the generated C refers to them).
+fn record(out: &mut Out, plan: &Plan, relocs: &Relocations, opts: &DiffOptions) -> PatchRecord {
     let mut record = PatchRecord {
         object: opts.object_name.clone(),
         source: opts.source_name.clone(),
@@ -426,44 +285,14 @@ pub fn build(
         });
         Some(name)
     };
-    for (n, &f) in plan.changed.iter().enumerate() {
-        let (Some(&of), Some(orig)) = (out.sym_map.get(&f), c.p2o[f]) else {
+    for f in &relocs.functions {
+        let Some(&of) = out.sym_map.get(&f.func) else {
             continue;
         };
-        let old_name = o.name(orig).to_string();
-        let global = !o.obj.symbols[orig].is_local();
-        let pos = match parent.position(&old_name, file, global) {
-            Ok(Some(pos)) => pos,
-            Ok(None) => {
-                out.refuse(
-                    &p.sec_name(p.obj.symbols[f].section_index().unwrap_or(0)),
-                    &old_name,
-                    format!(
-                        "function `{old_name}` is not in the symbol table of {}: the running \
-                         kernel does not have it (is the parent from the same build?)",
-                        opts.object_name
-                    ),
-                );
-                continue;
-            }
-            Err(_) => {
-                out.refuse(
-                    &p.sec_name(p.obj.symbols[f].section_index().unwrap_or(0)),
-                    &old_name,
-                    format!(
-                        "function `{old_name}` appears {} times in {} and none or several in \
-                         this source file: its position is ambiguous",
-                        parent.count(&old_name),
-                        opts.object_name
-                    ),
-                );
-                continue;
-            }
-        };
-        if let Some(new_symbol) = alias(&mut out, of, format!("{}f{n}", opts.alias_prefix)) {
+        if let Some(new_symbol) = alias(out, of, format!("{}f{}", opts.alias_prefix, f.index)) {
             record.functions.push(FuncRecord {
-                old_name,
-                old_sympos: pos,
+                old_name: f.old_name.clone(),
+                old_sympos: f.old_sympos,
                 new_symbol,
             });
         }
@@ -472,9 +301,9 @@ pub fn build(
         let Some(&of) = out.sym_map.get(&cb.func) else {
             continue;
         };
-        if let Some(symbol) = alias(&mut out, of, format!("{}cb{n}", opts.alias_prefix)) {
+        if let Some(symbol) = alias(out, of, format!("{}cb{n}", opts.alias_prefix)) {
             record.callbacks.push(CallbackRecord {
-                kind: cb.kind.to_string(),
+                kind: cb.kind,
                 symbol,
                 order: cb.order,
                 void_hook: cb.void_hook,
@@ -487,125 +316,97 @@ pub fn build(
         .iter()
         .map(|&(id, version)| StateRecord { id, version })
         .collect();
-    if !out.errors.is_empty() {
-        return Err(BuildError::Refused(out.errors));
-    }
+    record
+}
 
-    // Relocation sections.
-    for (osec, relocs) in rela_sections {
-        let mut name = b".rela".to_vec();
-        name.extend_from_slice(&out.obj.sections[osec].name);
-        out.obj.push_section(Section {
-            name,
-            sh_type: elf::SHT_RELA.0,
-            flags: elf::SHF_INFO_LINK.0,
-            addr: 0,
-            align: 8,
-            entsize: 24,
-            link: 0,
-            info: osec as u32,
-            data: SectionData::Relocs {
-                is_rela: true,
-                relocs,
-            },
-        });
-    }
+fn push_rela_section(obj: &mut Object, osec: usize, relocs: Vec<Reloc>) -> usize {
+    let mut name = b".rela".to_vec();
+    name.extend_from_slice(&obj.sections[osec].name);
+    obj.push_section(Section {
+        name,
+        sh_type: elf::SHT_RELA.0,
+        flags: elf::SHF_INFO_LINK.0,
+        addr: 0,
+        align: 8,
+        entsize: 24,
+        link: 0,
+        info: osec as u32,
+        data: SectionData::Relocs {
+            is_rela: true,
+            relocs,
+        },
+    })
+}
 
-    // Livepatch relocation metadata.
-    if !out.klp.is_empty() {
-        let mut strs: Vec<u8> = Vec::new();
-        let mut str_off: HashMap<String, u64> = HashMap::new();
-        let mut entries = Vec::new();
-        let mut relocs = Vec::new();
-        let strs_idx = out.obj.sections.len() + 1;
-        for (k, (osec, offset, r_type, name, addend)) in out.klp.iter().enumerate() {
-            let off = *str_off.entry(name.clone()).or_insert_with(|| {
-                let o = strs.len() as u64;
-                strs.extend_from_slice(name.as_bytes());
-                strs.push(0);
-                o
-            });
-            let base = k as u64 * meta::KLP_RELOC_ENTRY_SIZE;
-            entries.extend_from_slice(&[0u8; 16]);
-            entries.extend_from_slice(&r_type.to_le_bytes());
-            entries.extend_from_slice(&0u32.to_le_bytes());
-            entries.extend_from_slice(&addend.to_le_bytes());
-            relocs.push(Reloc {
-                offset: base,
-                sym: out.sec_sym[osec] as u32,
-                r_type: elf::R_X86_64_64.0,
-                addend: *offset as i64,
-            });
-            relocs.push(Reloc {
-                offset: base + 8,
-                sym: 0, // patched below, once the strings section symbol exists
-                r_type: elf::R_X86_64_64.0,
-                addend: off as i64,
-            });
-            record.klp_relocs.push(KlpRelocRecord {
-                section: out.obj.sections[*osec].name_str().into_owned(),
-                offset: *offset,
-                r_type: *r_type,
-                symbol: name.clone(),
-                addend: *addend,
-            });
-        }
-        let relocs_idx = out.obj.push_section(Section {
-            name: meta::KLP_RELOCS_SECTION.as_bytes().to_vec(),
-            sh_type: elf::SHT_PROGBITS.0,
-            flags: elf::SHF_ALLOC.0,
-            addr: 0,
-            align: 8,
-            entsize: meta::KLP_RELOC_ENTRY_SIZE,
-            link: 0,
-            info: 0,
-            data: SectionData::Bytes(entries),
+/// The `.lp.klp_relocs` entries and their `.lp.klp_strs` names (docs/CONTRACTS.md).
+fn write_klp_metadata(out: &mut Out, record: &mut PatchRecord) {
+    if out.klp.is_empty() {
+        return;
+    }
+    let mut strs: Vec<u8> = Vec::new();
+    let mut str_off: HashMap<String, u64> = HashMap::new();
+    let mut entries = Vec::new();
+    let mut relocs = Vec::new();
+    for (k, (osec, offset, r_type, name, addend)) in out.klp.iter().enumerate() {
+        let off = *str_off.entry(name.clone()).or_insert_with(|| {
+            let o = strs.len() as u64;
+            strs.extend_from_slice(name.as_bytes());
+            strs.push(0);
+            o
         });
-        let s_idx = out.obj.push_section(Section {
-            name: meta::KLP_STRS_SECTION.as_bytes().to_vec(),
-            sh_type: elf::SHT_PROGBITS.0,
-            flags: elf::SHF_ALLOC.0,
-            addr: 0,
-            align: 1,
-            entsize: 0,
-            link: 0,
-            info: 0,
-            data: SectionData::Bytes(strs),
-        });
-        debug_assert_eq!(s_idx, strs_idx);
-        let mut section_symbol = |idx: usize| {
-            out.obj.push_symbol(Symbol {
-                name: Vec::new(),
-                info: Symbol::make_info(elf::STB_LOCAL.0, elf::STT_SECTION.0),
-                other: 0,
-                st_shndx: 0,
-                section: SymSection::Section(idx as u32),
-                value: 0,
-                size: 0,
-            })
+        let base = k as u64 * meta::KLP_RELOC_ENTRY_SIZE;
+        let entry = KlpRelocEntry {
+            r_type: *r_type,
+            addend: *addend,
         };
-        let _ = section_symbol(relocs_idx);
-        let strs_sym = section_symbol(s_idx);
-        for r in relocs.iter_mut().skip(1).step_by(2) {
-            r.sym = strs_sym as u32;
-        }
-        out.obj.push_section(Section {
-            name: format!(".rela{}", meta::KLP_RELOCS_SECTION).into_bytes(),
-            sh_type: elf::SHT_RELA.0,
-            flags: elf::SHF_INFO_LINK.0,
-            addr: 0,
-            align: 8,
-            entsize: 24,
-            link: 0,
-            info: relocs_idx as u32,
-            data: SectionData::Relocs {
-                is_rela: true,
-                relocs,
-            },
+        entries.extend_from_slice(&entry.encode(out.obj.big_endian));
+        relocs.push(Reloc {
+            offset: base + KlpRelocEntry::PLACE,
+            sym: out.sec_sym[osec] as u32,
+            r_type: out.arch.abs64(),
+            addend: *offset as i64,
+        });
+        relocs.push(Reloc {
+            offset: base + KlpRelocEntry::NAME,
+            sym: 0, // set below, once the strings section symbol exists
+            r_type: out.arch.abs64(),
+            addend: off as i64,
+        });
+        record.klp_relocs.push(KlpRelocRecord {
+            section: out.obj.sections[*osec].name_str().into_owned(),
+            offset: *offset,
+            r_type: *r_type,
+            symbol: name.clone(),
+            addend: *addend,
         });
     }
-
-    out.obj.sort_symbols_locals_first();
-    let bytes = out.obj.write().map_err(BuildError::Elf)?;
-    Ok((bytes, record))
+    let relocs_idx = out.obj.push_section(Section {
+        name: meta::KLP_RELOCS_SECTION.as_bytes().to_vec(),
+        sh_type: elf::SHT_PROGBITS.0,
+        flags: elf::SHF_ALLOC.0,
+        addr: 0,
+        align: 8,
+        entsize: meta::KLP_RELOC_ENTRY_SIZE,
+        link: 0,
+        info: 0,
+        data: SectionData::Bytes(entries),
+    });
+    let s_idx = out.obj.push_section(Section {
+        name: meta::KLP_STRS_SECTION.as_bytes().to_vec(),
+        sh_type: elf::SHT_PROGBITS.0,
+        flags: elf::SHF_ALLOC.0,
+        addr: 0,
+        align: 1,
+        entsize: 0,
+        link: 0,
+        info: 0,
+        data: SectionData::Bytes(strs),
+    });
+    let _ = out.section_symbol(relocs_idx);
+    let strs_sym = out.section_symbol(s_idx);
+    for r in relocs.iter_mut().skip(1).step_by(2) {
+        r.sym = strs_sym as u32;
+    }
+    let rela = push_rela_section(&mut out.obj, relocs_idx, relocs);
+    out.obj.sections[rela].name = format!(".rela{}", meta::KLP_RELOCS_SECTION).into_bytes();
 }

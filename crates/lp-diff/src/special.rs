@@ -4,6 +4,16 @@
 //! An entry belongs to a function when the relocation of its first field points into that
 //! function's section. Entry sizes come from the caller (the kernel being patched) except for
 //! the sections whose format is a plain array of 4- or 8-byte place-relative pointers.
+//!
+//! Every special section is handled here: the table ([`SPECIALS`]), the entry sizes, which
+//! entries the patch keeps ([`extract`], the differ's special-section stage) and where they land
+//! in the output ([`Kept`]).
+
+use crate::arch::Arch;
+use crate::closure::Closure;
+use crate::refusal::{Refusal, Refusals};
+use crate::view::Target;
+use std::collections::BTreeSet;
 
 /// How an entry of a special section is found and kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,185 +27,32 @@ pub struct Spec {
     /// The parallel section whose entries are kept with these (`.orc_unwind` for
     /// `.orc_unwind_ip`), and its entry size source name.
     pub parallel: Option<&'static str>,
-    /// When the entry's second relocation is a key (static key / static call key) that must
-    /// not live in a module.
-    pub key_field: Option<u64>,
+    /// When the entry has a key (static key / static call key) that must not live in a
+    /// module: where.
+    pub key_field: Option<KeyField>,
+    /// Offset in the entry of the field that points to the code the entry belongs to (0:
+    /// the first field).
+    pub anchor: u64,
 }
 
-/// The table.
-pub const SPECIALS: &[Spec] = &[
-    Spec {
-        name: "__bug_table",
-        objtool_output: false,
-        fixed_size: None,
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: "__ex_table",
-        objtool_output: false,
-        fixed_size: None,
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: "__jump_table",
-        objtool_output: false,
-        fixed_size: None,
-        parallel: None,
-        key_field: Some(8),
-    },
-    Spec {
-        name: ".static_call_sites",
-        objtool_output: true,
-        fixed_size: None,
-        parallel: None,
-        key_field: Some(4),
-    },
-    Spec {
-        name: ".altinstructions",
-        objtool_output: false,
-        fixed_size: None,
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".parainstructions",
-        objtool_output: false,
-        fixed_size: None,
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".printk_index",
-        objtool_output: false,
-        fixed_size: Some(8),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".smp_locks",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".retpoline_sites",
-        objtool_output: true,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".return_sites",
-        objtool_output: true,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".call_sites",
-        objtool_output: true,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".ibt_endbr_seal",
-        objtool_output: true,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".kcfi_traps",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: "__mcount_loc",
-        objtool_output: false,
-        fixed_size: Some(8),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".orc_unwind_ip",
-        objtool_output: true,
-        fixed_size: Some(4),
-        parallel: Some(".orc_unwind"),
-        key_field: None,
-    },
-    // objtool's input annotations: kept for the included code when objtool checks the module.
-    Spec {
-        name: ".discard.annotate_insn",
-        objtool_output: false,
-        fixed_size: Some(8),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".discard.reachable",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".discard.unreachable",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".discard.retpoline_safe",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".discard.instr_begin",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".discard.instr_end",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".discard.noendbr",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-    Spec {
-        name: ".discard.intra_function_calls",
-        objtool_output: false,
-        fixed_size: Some(4),
-        parallel: None,
-        key_field: None,
-    },
-];
+/// Where the key of a special-section entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyField {
+    /// At this offset in the entry.
+    At(u64),
+    /// In the entry's last 8 bytes (`struct jump_entry`, absolute or relative).
+    Last,
+}
 
-/// The spec of a section, if special. `.orc_unwind` itself is handled through its parallel.
-pub fn spec(name: &str) -> Option<&'static Spec> {
-    SPECIALS.iter().find(|s| s.name == name)
+/// The spec of a section, if special on `arch`. `.orc_unwind` itself is handled through its
+/// parallel.
+pub fn spec(arch: &dyn Arch, name: &str) -> Option<&'static Spec> {
+    arch.specials().iter().find(|s| s.name == name)
 }
 
 /// True for sections handled only through another's entries.
-pub fn is_parallel(name: &str) -> bool {
-    SPECIALS.iter().any(|s| s.parallel == Some(name))
+pub fn is_parallel(arch: &dyn Arch, name: &str) -> bool {
+    arch.specials().iter().any(|s| s.parallel == Some(name))
 }
 
 /// Entry size of a special section: fixed by the format (arrays of pointers or place-relative
@@ -209,18 +66,249 @@ pub fn entry_size(spec: &Spec, sizes: &std::collections::BTreeMap<String, u64>) 
 /// place-relative offsets whose relocations are all 8-byte absolute pointers is an older
 /// kernel's `_ASM_PTR` array (`.discard.retpoline_safe` before 6.x, say), of 8-byte entries.
 pub fn entry_size_for(
+    arch: &dyn Arch,
     spec: &Spec,
     sizes: &std::collections::BTreeMap<String, u64>,
     relocs: &[lp_elf::Reloc],
 ) -> Option<u64> {
     let size = entry_size(spec, sizes)?;
-    let pointers = !relocs.is_empty()
-        && relocs
-            .iter()
-            .all(|r| r.r_type == object::elf::R_X86_64_64.0);
+    let pointers = !relocs.is_empty() && relocs.iter().all(|r| r.r_type == arch.abs64());
     Some(if spec.fixed_size == Some(4) && pointers {
         8
     } else {
         size
     })
+}
+
+/// The entries of one special section that the patch keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// The entry size the section was cut with.
+    pub size: u64,
+    /// Indices of the kept entries, ascending.
+    pub entries: Vec<u64>,
+}
+
+impl Kept {
+    /// Where a byte at `offset` of the input section lands in the compacted output section;
+    /// `None` when its entry is not kept.
+    pub fn output_offset(&self, offset: u64) -> Option<u64> {
+        let size = self.size.max(1);
+        let k = self.entries.binary_search(&(offset / size)).ok()?;
+        (k as u64).checked_mul(size)?.checked_add(offset % size)
+    }
+
+    /// The kept entries' bytes of `data`.
+    pub fn cut(&self, data: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for &e in &self.entries {
+            let start = usize::try_from(e.saturating_mul(self.size)).unwrap_or(usize::MAX);
+            let end = start.saturating_add(usize::try_from(self.size).unwrap_or(usize::MAX));
+            bytes.extend_from_slice(data.get(start..end).unwrap_or(&[]));
+        }
+        bytes
+    }
+}
+
+/// The special-section stage: picks the entries anchored in included code, round after round,
+/// following what they need, until nothing new comes in; then checks that the sizes the
+/// sections were cut with fit them (a wrong one would write a corrupt table).
+pub fn extract(cl: &mut Closure, out: &mut Refusals) -> Result<(), crate::DiffError> {
+    while round(cl, out) {}
+    let kept: Vec<(usize, u64)> = cl
+        .plan
+        .special_sizes
+        .iter()
+        .map(|(&sec, &size)| (sec, size))
+        .collect();
+    crate::wellformed::entry_sizes(cl.p.obj, &kept, cl.p.arch)
+}
+
+/// True when relocation `r` of special section `sec` points into included code.
+fn anchored(cl: &Closure, sec: usize, printk_index: bool, r: &lp_elf::Reloc) -> bool {
+    let p = cl.p;
+    match p.target(sec, r) {
+        // `.printk_index` holds pointers to `struct pi_entry` objects: an entry belongs to the
+        // included code when its format string is one the code prints.
+        Target::Sym { sym, .. } if printk_index => printk_entry_is_ours(cl, sym),
+        Target::Sym { sym, .. } => {
+            cl.plan.internal[sym]
+                && p.obj.symbols[sym]
+                    .section_index()
+                    .is_some_and(|x| cl.plan.sec_incl[x] && p.obj.sections[x].is_exec())
+        }
+        Target::Sec { sec: t, .. } => cl.plan.sec_incl[t] && p.obj.sections[t].is_exec(),
+        _ => false,
+    }
+}
+
+/// One round over every special section; true when it included something new.
+fn round(cl: &mut Closure, out: &mut Refusals) -> bool {
+    let before = cl.plan.sec_incl.iter().filter(|b| **b).count();
+    let p = cl.p;
+    for sec in 0..p.obj.sections.len() {
+        let Some(spec) = spec(p.arch, &p.sec_name(sec)) else {
+            continue;
+        };
+        let name = p.sec_name(sec).into_owned();
+        if cl.is_ignored_section(sec) {
+            continue;
+        }
+        // objtool makes these tables again for the whole linked module, and skips a table (or,
+        // for ORC, fails) when one of the linked objects already has it: a patch object of a
+        // module that objtool checked when it was compiled (a single-object module such as
+        // binfmt_misc) must not carry its entries.
+        if spec.objtool_output && cl.opts.objtool_on_module {
+            continue;
+        }
+        let relocs = p.relocs(sec);
+        let printk_index = name == ".printk_index";
+        let any_anchored = relocs.iter().any(|r| anchored(cl, sec, printk_index, r));
+        let own = p.obj.sections[sec].entsize;
+        let Some(size) = size_of(p.arch, spec, &cl.opts.entry_sizes, relocs, own) else {
+            if any_anchored {
+                out.push(Refusal::UnknownEntrySize { section: name });
+            }
+            continue;
+        };
+        if any_anchored {
+            cl.plan.special_sizes.insert(sec, size);
+        }
+        let keep: BTreeSet<u64> = relocs
+            .iter()
+            .filter(|r| r.offset % size == spec.anchor && anchored(cl, sec, printk_index, r))
+            .map(|r| r.offset / size)
+            .collect();
+        if keep.is_empty() {
+            continue;
+        }
+        if let Some(par) = spec.parallel {
+            keep_parallel(cl, par, &keep, out);
+        }
+        for r in relocs {
+            if keep.contains(&(r.offset / size)) {
+                check_key(cl, spec, sec, &name, size, r, out);
+                cl.follow(sec, r);
+            }
+        }
+        cl.plan.special_keep.insert(
+            sec,
+            Kept {
+                size,
+                entries: keep.into_iter().collect(),
+            },
+        );
+    }
+    cl.plan.sec_incl.iter().filter(|b| **b).count() != before
+}
+
+/// The entry size of a special section: the format's or the caller's ([`entry_size_for`]), else
+/// the section's own `sh_entsize` when it has one (objtool sets it).
+fn size_of(
+    arch: &dyn Arch,
+    spec: &Spec,
+    sizes: &std::collections::BTreeMap<String, u64>,
+    relocs: &[lp_elf::Reloc],
+    own: u64,
+) -> Option<u64> {
+    entry_size_for(arch, spec, sizes, relocs)
+        .filter(|&n| n > 0)
+        .or((own > 0).then_some(own))
+}
+
+/// Keeps the same entries of the parallel table `par` (`.orc_unwind` for `.orc_unwind_ip`).
+fn keep_parallel(cl: &mut Closure, par: &str, keep: &BTreeSet<u64>, out: &mut Refusals) {
+    let Some(ps) = cl.p.obj.section_by_name(par) else {
+        return;
+    };
+    let own = cl.p.obj.sections[ps].entsize;
+    let psize = cl
+        .opts
+        .entry_sizes
+        .get(par)
+        .copied()
+        .filter(|&n| n > 0)
+        .or((own > 0).then_some(own));
+    match psize {
+        Some(size) => {
+            cl.plan.special_sizes.insert(ps, size);
+            cl.plan.special_keep.insert(
+                ps,
+                Kept {
+                    size,
+                    entries: keep.iter().copied().collect(),
+                },
+            );
+        }
+        None => out.push(Refusal::UnknownEntrySize {
+            section: par.to_string(),
+        }),
+    }
+}
+
+/// True when the `pi_entry` object `entry` describes a format string that included code uses.
+fn printk_entry_is_ours(cl: &Closure, entry: usize) -> bool {
+    let p = cl.p;
+    let Some(esec) = p.obj.symbols.get(entry).and_then(|s| s.section_index()) else {
+        return false;
+    };
+    let base = p.obj.symbols[entry].value;
+    let Some(fmt) = p
+        .relocs(esec)
+        .iter()
+        .find(|r| r.offset == base)
+        .and_then(|r| match p.target(esec, r) {
+            Target::Str(s) => Some(s),
+            _ => None,
+        })
+    else {
+        return false;
+    };
+    (0..p.obj.sections.len()).any(|s| {
+        cl.plan.sec_incl[s]
+            && p.obj.sections[s].is_exec()
+            && p.relocs(s)
+                .iter()
+                .any(|r| matches!(p.target(s, r), Target::Str(t) if t == fmt))
+    })
+}
+
+/// Refuses a jump label or static call of a module whose key the module itself defines.
+fn check_key(
+    cl: &Closure,
+    spec: &Spec,
+    sec: usize,
+    secname: &str,
+    size: u64,
+    r: &lp_elf::Reloc,
+    out: &mut Refusals,
+) {
+    let kf = match spec.key_field {
+        Some(KeyField::At(k)) => k,
+        Some(KeyField::Last) => size.saturating_sub(8),
+        None => return,
+    };
+    if r.offset % size != kf || cl.opts.object_name == "vmlinux" {
+        return;
+    }
+    let Target::Sym { sym, .. } = cl.p.target(sec, r) else {
+        return;
+    };
+    if cl.plan.internal[sym] {
+        return; // the patch module's own key
+    }
+    let name = cl.p.name(sym).to_string();
+    let in_module = !cl.p.obj.symbols[sym].is_undef()
+        || cl
+            .opts
+            .parent
+            .as_ref()
+            .is_some_and(|par| par.contains(&name));
+    if in_module {
+        out.push(Refusal::ModuleKey {
+            section: secname.to_string(),
+            symbol: name,
+            module: cl.opts.object_name.clone(),
+        });
+    }
 }

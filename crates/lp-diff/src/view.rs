@@ -1,28 +1,11 @@
 //! An indexed, read-only view of one object: which symbol owns which section, what each
 //! relocation really points to, where instructions end.
 
+use crate::arch::{Arch, Insns};
 use crate::names;
-use crate::x86::Insns;
 use lp_elf::{Object, Reloc, SectionData};
 use std::collections::HashMap;
 use std::sync::OnceLock;
-
-/// x86-64 PC-relative relocation types.
-pub fn is_pc_relative(r_type: u32) -> bool {
-    use object::elf::*;
-    [
-        R_X86_64_PC32,
-        R_X86_64_PLT32,
-        R_X86_64_PC64,
-        R_X86_64_GOTPCREL,
-        R_X86_64_GOTPCRELX,
-        R_X86_64_REX_GOTPCRELX,
-        R_X86_64_PC16,
-        R_X86_64_PC8,
-    ]
-    .iter()
-    .any(|t| t.0 == r_type)
-}
 
 /// What a relocation points to, independent of how the compiler spelled it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +34,8 @@ pub enum Target<'a> {
 pub struct View<'a> {
     /// The object.
     pub obj: &'a Object,
+    /// Its architecture.
+    pub arch: &'static dyn Arch,
     /// Section -> its relocation section.
     pub reloc_sec: Vec<Option<usize>>,
     /// Section -> its STT_SECTION symbol.
@@ -70,7 +55,7 @@ pub struct View<'a> {
 
 impl<'a> View<'a> {
     /// Indexes `obj`.
-    pub fn new(obj: &'a Object) -> View<'a> {
+    pub fn new(obj: &'a Object, arch: &'static dyn Arch) -> View<'a> {
         let n = obj.sections.len();
         let reloc_sec = obj.reloc_section_map();
         let mut section_sym = vec![None; n];
@@ -109,6 +94,7 @@ impl<'a> View<'a> {
         }
         View {
             obj,
+            arch,
             reloc_sec,
             section_sym,
             bundled,
@@ -148,25 +134,14 @@ impl<'a> View<'a> {
         Some(
             self.insns
                 .get(sec)?
-                .get_or_init(|| Insns::decode(s.bytes())),
+                .get_or_init(|| self.arch.decode(s.bytes())),
         )
     }
 
-    /// How far past `r.offset` a PC-relative field's instruction ends (4 for data).
+    /// How far past `r.offset` the PC of a PC-relative field lies ([`Arch::pc_adjust`]).
     pub fn pc_adjust(&self, in_sec: usize, r: &Reloc) -> i64 {
-        if !is_pc_relative(r.r_type) {
-            return 0;
-        }
-        match self.insns(in_sec).and_then(|i| i.end_of(r.offset)) {
-            Some(end) => end.saturating_sub(r.offset) as i64,
-            None => {
-                if self.obj.sections.get(in_sec).is_some_and(|s| s.is_exec()) {
-                    4
-                } else {
-                    0
-                }
-            }
-        }
+        let in_exec = self.obj.sections.get(in_sec).is_some_and(|s| s.is_exec());
+        self.arch.pc_adjust(self.insns(in_sec), in_exec, r)
     }
 
     /// The named symbol of `sec` that covers `offset`.
@@ -271,6 +246,25 @@ impl<'a> View<'a> {
         }
     }
 
+    /// What relocation `r` of `in_sec` means for comparing two versions: [`View::target`],
+    /// except that a reference to an entry of ppc64le's TOC (`.toc + X`, from code) is what the
+    /// entry points to: TOC entries move whenever another function's use of the TOC changes.
+    pub fn compare_target(&self, in_sec: usize, r: &Reloc) -> Target<'a> {
+        let toc = self
+            .obj
+            .symbols
+            .get(r.sym as usize)
+            .and_then(|s| s.section_index())
+            .filter(|&t| t != in_sec && self.sec_name(t) == ".toc");
+        if let Some(toc) = toc {
+            let entry = u64::try_from(r.addend).ok();
+            if let Some(e) = self.relocs(toc).iter().find(|e| Some(e.offset) == entry) {
+                return self.target(toc, e);
+            }
+        }
+        self.target(in_sec, r)
+    }
+
     /// The parent function of a child (`.cold`, or `.part.N` whose parent exists here).
     pub fn child_parent(&self, f: usize) -> Option<usize> {
         let s = self.obj.symbols.get(f)?;
@@ -285,21 +279,8 @@ impl<'a> View<'a> {
             .find(|&i| self.obj.symbols[i].is_func() && !self.obj.symbols[i].is_undef())
     }
 
-    /// True when function symbol `f` has an ftrace entry (a call to `__fentry__` near its start).
+    /// True when function symbol `f` has an ftrace entry ([`Arch::has_ftrace_entry`]).
     pub fn has_ftrace_entry(&self, f: usize) -> bool {
-        let Some(s) = self.obj.symbols.get(f) else {
-            return false;
-        };
-        let Some(sec) = s.section_index() else {
-            return false;
-        };
-        self.relocs(sec).iter().any(|r| {
-            r.offset >= s.value
-                && r.offset < s.value.saturating_add(16)
-                && matches!(
-                    self.name(r.sym as usize),
-                    "__fentry__" | "mcount" | "_mcount"
-                )
-        })
+        self.arch.has_ftrace_entry(self, f)
     }
 }

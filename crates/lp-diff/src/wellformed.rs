@@ -7,8 +7,8 @@
 //!
 //! It must never change the objects: it only says what is wrong, as a [`DiffError`].
 
+use crate::arch::Arch;
 use crate::special;
-use crate::x86;
 use crate::DiffError;
 use lp_elf::{Object, SectionData};
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ fn name(obj: &Object, i: usize) -> String {
 }
 
 /// Checks every relocation section of a relocatable object (`which`: `orig` or `patched`).
-pub fn relocations(obj: &Object, which: &'static str) -> Result<(), DiffError> {
+pub fn relocations(obj: &Object, which: &'static str, arch: &dyn Arch) -> Result<(), DiffError> {
     let bad = |section: String, message: String| DiffError::Relocations {
         which,
         section,
@@ -63,15 +63,16 @@ pub fn relocations(obj: &Object, which: &'static str) -> Result<(), DiffError> {
             ));
         }
         for r in relocs {
-            let Some(width) = x86::reloc_field_size(r.r_type) else {
+            let Some(width) = arch.reloc_field_size(r.r_type) else {
                 return Err(bad(
                     name(obj, i),
                     format!(
-                        "relocation at {}+{:#x} has type {}, not an x86_64 relocation type the \
+                        "relocation at {}+{:#x} has type {}, not an {} relocation type the \
                          differ knows",
                         name(obj, target as usize),
                         r.offset,
-                        r.r_type
+                        r.r_type,
+                        arch.name()
                     ),
                 ));
             };
@@ -93,10 +94,10 @@ pub fn relocations(obj: &Object, which: &'static str) -> Result<(), DiffError> {
 }
 
 /// Checks the entry size each special section is cut with (`kept`: section index and size, as
-/// [`crate::include::Plan::special_sizes`] holds them) against the section itself: its own
+/// [`crate::closure::Plan::special_sizes`] holds them) against the section itself: its own
 /// `sh_entsize` when set; the relocations, as [`check_columns`] reads them; and for a table with
 /// a parallel one (`.orc_unwind_ip` and `.orc_unwind`), as many entries in both.
-pub fn entry_sizes(obj: &Object, kept: &[(usize, u64)]) -> Result<(), DiffError> {
+pub fn entry_sizes(obj: &Object, kept: &[(usize, u64)], arch: &dyn Arch) -> Result<(), DiffError> {
     let map = obj.reloc_section_map();
     for &(i, size) in kept {
         if size == 0 {
@@ -119,9 +120,10 @@ pub fn entry_sizes(obj: &Object, kept: &[(usize, u64)]) -> Result<(), DiffError>
         let len = s.size();
         let relocs = obj.relocs_for(&map, i);
         if !relocs.is_empty() {
-            check_columns(obj, relocs, len, size).map_err(err)?;
+            let anchor = special::spec(arch, &secname).map_or(0, |spec| spec.anchor);
+            check_columns(obj, arch, relocs, len, size, anchor).map_err(err)?;
         }
-        let parallel = special::spec(&secname).and_then(|spec| spec.parallel);
+        let parallel = special::spec(arch, &secname).and_then(|spec| spec.parallel);
         if let Some(par) = parallel {
             let Some(&(pi, psize)) = kept.iter().find(|&&(k, _)| {
                 obj.sections
@@ -166,9 +168,11 @@ pub fn entry_sizes(obj: &Object, kept: &[(usize, u64)]) -> Result<(), DiffError>
 /// entries only (an alternative without replacement has no `repl_offset` relocation).
 fn check_columns(
     obj: &Object,
+    arch: &dyn Arch,
     relocs: &[lp_elf::Reloc],
     len: u64,
     size: u64,
+    anchor: u64,
 ) -> Result<(), String> {
     let entries = usize::try_from(len.div_ceil(size)).unwrap_or(0);
     let mut anchored = vec![false; entries];
@@ -177,14 +181,14 @@ fn check_columns(
     for r in relocs {
         let within = r.offset % size;
         let entry = r.offset / size;
-        let width = x86::reloc_field_size(r.r_type).unwrap_or(0);
+        let width = arch.reloc_field_size(r.r_type).unwrap_or(0);
         if within.saturating_add(width) > size {
             return Err(format!(
                 "the relocation at +{:#x} crosses from one {size}-byte entry into the next",
                 r.offset
             ));
         }
-        if within == 0 {
+        if within == anchor {
             if let Some(a) = usize::try_from(entry)
                 .ok()
                 .and_then(|k| anchored.get_mut(k))
@@ -213,7 +217,7 @@ fn check_columns(
     }
     if let Some(k) = anchored.iter().position(|a| !a) {
         return Err(format!(
-            "entry {k} (at +{:#x}) has no relocation at its start, as every {size}-byte entry \
+            "entry {k} (at +{:#x}) has no relocation at +{anchor:#x}, as every {size}-byte entry \
              should",
             (k as u64).saturating_mul(size)
         ));

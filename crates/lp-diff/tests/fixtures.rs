@@ -4,7 +4,9 @@
 //! none), `expect-error:` (words every one of which must appear in one error, with symbol and
 //! section), `expect-klp:` (a symbol reached through a klp relocation), `expect-local:` (a
 //! symbol defined locally in the patch object), `expect-defined:` (defined in the patch object),
-//! `expect-section: NAME SIZE` (a section of the patch object); `object:` (the livepatch object
+//! `expect-section: NAME SIZE` (a section of the patch object), `expect-refusals:` (the kinds of
+//! the refusal catalogue, `lp_diff::refusal::Kind`, of every error: a sorted comma list, which
+//! every refused fixture must give); `object:` (the livepatch object
 //! name, default vmlinux) and `entry-size: SECTION=BYTES` are options of the diff.
 
 use lp_diff::{diff, DiffOptions, Outcome};
@@ -140,6 +142,22 @@ fn check_case(dir: &Path) -> Result<(), String> {
                     problems.push(format!("no error mentions {words:?}: {errors:?}"));
                 }
             }
+            "expect-refusals" => {
+                let mut got: Vec<String> = r
+                    .errors
+                    .iter()
+                    .map(|e| e.kind.map_or("(none)", |k| k.name()).to_string())
+                    .collect();
+                got.sort();
+                if got != list(value) {
+                    problems.push(format!("refusal kinds {got:?}, expected {value}"));
+                }
+                for k in list(value) {
+                    if lp_diff::refusal::Kind::from_name(&k).is_none() {
+                        problems.push(format!("`{k}` is not a kind of the refusal catalogue"));
+                    }
+                }
+            }
             "expect-klp"
                 if !r.record.klp_relocs.iter().any(|k| {
                     lp_elf::klp::parse_klp_sym(&k.symbol).is_some_and(|(obj, sym, _)| {
@@ -229,6 +247,9 @@ fn check_case(dir: &Path) -> Result<(), String> {
             }
             _ => {}
         }
+    }
+    if r.outcome == Outcome::Refused && directive("expect-refusals").is_empty() {
+        problems.push("a refused fixture must name its refusals (`//# expect-refusals:`)".into());
     }
     // Every patch object parses with goblin and its aliases point at functions.
     if let Some(bytes) = &r.output {

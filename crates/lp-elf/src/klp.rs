@@ -18,6 +18,70 @@ pub const KLP_OBJNAME_MAX: usize = 55;
 /// The kernel's `KSYM_NAME_LEN - 1` since 6.1 (`%511[^,]`); 127 before.
 pub const KLP_SYMNAME_MAX: usize = 511;
 
+/// Section of [`KlpRelocEntry`] records: the livepatch relocations of a patch object, carried
+/// through the kbuild link as data (docs/CONTRACTS.md). The differ writes it, the post-link pass
+/// of the emitter reads it, both with this one encoding.
+pub const KLP_RELOCS_SECTION: &str = ".lp.klp_relocs";
+/// Section of the NUL-terminated `.klp.sym.` names the records point to.
+pub const KLP_STRS_SECTION: &str = ".lp.klp_strs";
+/// `struct lp_klp_reloc { u64 place; u64 name; u32 type; u32 reserved; s64 addend; }`.
+pub const KLP_RELOC_ENTRY_SIZE: u64 = 32;
+
+/// One `struct lp_klp_reloc` record, in the object's byte order. `place` (offset [`Self::PLACE`]) and `name`
+/// (offset [`Self::NAME`]) are zero in the bytes and filled by the linker through an absolute
+/// 64-bit relocation each (to the patched place; into [`KLP_STRS_SECTION`]); the bytes carry
+/// the relocation type to apply and its addend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KlpRelocEntry {
+    /// The relocation type to apply at the place (`R_X86_64_PC32`, ...).
+    pub r_type: u32,
+    /// Its addend.
+    pub addend: i64,
+}
+
+impl KlpRelocEntry {
+    /// Offset of the `place` field.
+    pub const PLACE: u64 = 0;
+    /// Offset of the `name` field.
+    pub const NAME: u64 = 8;
+    /// Offset of the `type` field.
+    pub const TYPE: u64 = 16;
+    /// Offset of the `addend` field.
+    pub const ADDEND: u64 = 24;
+
+    /// The record's bytes (place and name zero: the linker fills them).
+    pub fn encode(&self, big_endian: bool) -> [u8; KLP_RELOC_ENTRY_SIZE as usize] {
+        let mut b = [0u8; KLP_RELOC_ENTRY_SIZE as usize];
+        let (t, a) = if big_endian {
+            (self.r_type.to_be_bytes(), self.addend.to_be_bytes())
+        } else {
+            (self.r_type.to_le_bytes(), self.addend.to_le_bytes())
+        };
+        b[16..20].copy_from_slice(&t);
+        b[24..32].copy_from_slice(&a);
+        b
+    }
+
+    /// The record at byte `at` of `table`; `None` when it does not fit.
+    pub fn decode(table: &[u8], at: u64, big_endian: bool) -> Option<KlpRelocEntry> {
+        let at = usize::try_from(at).ok()?;
+        let b = table.get(at..at.checked_add(KLP_RELOC_ENTRY_SIZE as usize)?)?;
+        let t: [u8; 4] = b.get(16..20)?.try_into().ok()?;
+        let a: [u8; 8] = b.get(24..32)?.try_into().ok()?;
+        Some(if big_endian {
+            KlpRelocEntry {
+                r_type: u32::from_be_bytes(t),
+                addend: i64::from_be_bytes(a),
+            }
+        } else {
+            KlpRelocEntry {
+                r_type: u32::from_le_bytes(t),
+                addend: i64::from_le_bytes(a),
+            }
+        })
+    }
+}
+
 /// Why a livepatch symbol or section name cannot be emitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
@@ -128,6 +192,23 @@ pub fn parse_klp_rela(name: &str) -> Option<(&str, &str)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn klp_reloc_entries_round_trip() {
+        let e = super::KlpRelocEntry {
+            r_type: 4,
+            addend: -4,
+        };
+        for big in [false, true] {
+            let mut table = vec![0xaa; 8];
+            table.extend_from_slice(&e.encode(big));
+            assert_eq!(super::KlpRelocEntry::decode(&table, 8, big), Some(e));
+            assert_eq!(super::KlpRelocEntry::decode(&table, 9, big), None);
+            assert_eq!(super::KlpRelocEntry::decode(&table, u64::MAX, big), None);
+        }
+        assert_eq!(&e.encode(false)[16..20], &[4, 0, 0, 0]);
+        assert_eq!(&e.encode(true)[16..20], &[0, 0, 0, 4]);
+    }
+
     use super::*;
 
     #[test]

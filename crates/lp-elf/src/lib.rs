@@ -1,5 +1,5 @@
-//! An owned, editable model of an ELF64 little-endian relocatable object (or the symbol table of a
-//! linked one), loaded with `object`'s low-level `read::elf` API and written back with
+//! An owned, editable model of an ELF64 (little- or big-endian) relocatable object (or the
+//! symbol table of a linked one), loaded with `object`'s low-level `read::elf` API and written back with
 //! `object::write::elf::Writer`.
 //!
 //! Layers, as in `object` itself: [`read`] parses bytes into the model and never writes;

@@ -20,6 +20,8 @@ pub struct Object {
     pub os_abi: u8,
     /// `e_ident[EI_ABIVERSION]`.
     pub abi_version: u8,
+    /// Big-endian (`ELFDATA2MSB`: s390x); written back the same way.
+    pub big_endian: bool,
     /// Sections by index; `sections[0]` is the null section.
     pub sections: Vec<Section>,
     /// Symbols by index; `symbols[0]` is the null symbol.
@@ -225,6 +227,7 @@ impl Object {
             e_flags: 0,
             os_abi: 0,
             abi_version: 0,
+            big_endian: false,
             sections: vec![Section {
                 name: Vec::new(),
                 sh_type: 0,

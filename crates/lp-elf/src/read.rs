@@ -15,7 +15,7 @@ fn malformed<T>(msg: impl Into<String>) -> Result<T> {
 }
 
 impl Object {
-    /// Parses an ELF64 little-endian object (relocatable, or any type for its symbol table).
+    /// Parses an ELF64 object (little- or big-endian) (relocatable, or any type for its symbol table).
     pub fn parse(data: &[u8]) -> Result<Object> {
         parse(data, true)
     }
@@ -37,8 +37,9 @@ fn parse(data: &[u8], contents: bool) -> Result<Object> {
             "32-bit ELF; lp-build handles x86_64 (ELF64) objects".into(),
         ));
     }
-    if data[5] != elf::ELFDATA2LSB.0 {
-        return Err(Error::Unsupported("big-endian ELF".into()));
+    let big_endian = data[5] == elf::ELFDATA2MSB.0;
+    if !big_endian && data[5] != elf::ELFDATA2LSB.0 {
+        return Err(Error::Unsupported(format!("ELF data encoding {}", data[5])));
     }
     let header = Fh::parse(data)?;
     let endian = header.endian()?;
@@ -174,6 +175,7 @@ fn parse(data: &[u8], contents: bool) -> Result<Object> {
         e_flags: header.e_flags(endian).0,
         os_abi: header.e_ident().os_abi.0,
         abi_version: header.e_ident().abi_version,
+        big_endian,
         sections: out_sections,
         symbols,
     })

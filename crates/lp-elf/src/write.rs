@@ -61,7 +61,12 @@ fn write(obj: &Object) -> Result<Vec<u8>> {
     }
 
     let mut buffer = Vec::new();
-    let mut w = Writer::new(Endianness::Little, true, &mut buffer);
+    let endian = if obj.big_endian {
+        Endianness::Big
+    } else {
+        Endianness::Little
+    };
+    let mut w = Writer::new(endian, true, &mut buffer);
     w.reserve_file_header();
 
     // Phase 1a: section indices, in model order.

@@ -3,7 +3,7 @@
 //! the kbuild link").
 //!
 //! Each `struct lp_klp_reloc { u64 place; u64 name; u32 type; u32 reserved; s64 addend; }`
-//! has an `R_X86_64_64` relocation on `place` (resolving, after the link, to a section and an
+//! has an absolute 64-bit relocation (`R_X86_64_64` on x86_64) on `place` (resolving, after the link, to a section and an
 //! offset of the module) and one on `name` (into `.lp.klp_strs`). Every entry becomes one
 //! relocation in `.klp.rela.<objname>.<target section>` against a `SHN_LIVEPATCH` symbol
 //! named by the string; then the metadata sections and their relocation sections are removed.
@@ -19,9 +19,9 @@
 //! Nothing here reads or writes a file: bytes in, bytes out.
 
 use crate::{x86_64, EmitError};
-use lp_diff::meta::{KLP_RELOCS_SECTION, KLP_RELOC_ENTRY_SIZE, KLP_STRS_SECTION};
 use lp_elf::klp::{
-    klp_rela_name, parse_klp_rela, parse_klp_sym, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH,
+    klp_rela_name, parse_klp_rela, parse_klp_sym, KlpRelocEntry, KLP_RELOCS_SECTION,
+    KLP_RELOC_ENTRY_SIZE, KLP_STRS_SECTION, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH,
 };
 use lp_elf::{Object, Reloc, Section, SectionData, SymSection, Symbol};
 use object::elf;
@@ -32,6 +32,28 @@ use std::collections::{BTreeMap, HashMap};
 /// other data for it); only the stand-in relocations are removed.
 pub const KLP_PLACEHOLDER_SECTION: &str = lp_diff::meta::KLP_PLACEHOLDER_SECTION;
 
+/// The absolute 64-bit relocation type of `e_machine` (what the `place` and `name` fields
+/// carry), for the architectures the differ knows.
+fn abs64(e_machine: u16) -> Option<u32> {
+    if e_machine == x86_64::EM_X86_64 {
+        return Some(elf::R_X86_64_64.0);
+    }
+    lp_diff::arch::for_machine(e_machine).map(|a| a.abs64())
+}
+
+/// The size of the field a klp relocation of `r_type` writes: on x86_64 the types its module
+/// loader applies ([`x86_64::field_size`]); elsewhere the differ's relocation classes
+/// (`lp_diff::arch`), which include types a loader may not apply: the per-architecture loader
+/// lists are the next step, with a VM for those architectures.
+fn klp_field_size(e_machine: u16, r_type: u32) -> Option<u64> {
+    if e_machine == x86_64::EM_X86_64 {
+        return x86_64::field_size(r_type);
+    }
+    lp_diff::arch::for_machine(e_machine)?
+        .reloc_field_size(r_type)
+        .filter(|&n| n > 0)
+}
+
 /// One resolved entry, with section indices of the input.
 struct Entry {
     objname: String,
@@ -40,18 +62,6 @@ struct Entry {
     r_type: u32,
     addend: i64,
     name: String,
-}
-
-fn le_u32(b: &[u8], at: u64) -> Option<u32> {
-    let at = usize::try_from(at).ok()?;
-    let bytes = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes(bytes.try_into().ok()?))
-}
-
-fn le_i64(b: &[u8], at: u64) -> Option<i64> {
-    let at = usize::try_from(at).ok()?;
-    let bytes = b.get(at..at.checked_add(8)?)?;
-    Some(i64::from_le_bytes(bytes.try_into().ok()?))
 }
 
 fn symbol_label(obj: &Object, sym: &Symbol) -> String {
@@ -132,14 +142,14 @@ fn read_entries(obj: &Object, index: usize, out: &mut Vec<Entry>) -> Result<(), 
                 )));
             }
             let field = r.offset % KLP_RELOC_ENTRY_SIZE;
-            if r.offset >= size || (field != 0 && field != 8) {
+            if r.offset >= size || (field != KlpRelocEntry::PLACE && field != KlpRelocEntry::NAME) {
                 return Err(unexpected(
                     "not on the `place` or `name` field of an entry".to_string(),
                 ));
             }
-            if r.r_type != elf::R_X86_64_64.0 {
+            if Some(r.r_type) != abs64(obj.e_machine) {
                 return Err(unexpected(format!(
-                    "type {} where the format has R_X86_64_64",
+                    "type {} where the format has the absolute 64-bit type",
                     r.r_type
                 )));
             }
@@ -159,10 +169,14 @@ fn read_entries(obj: &Object, index: usize, out: &mut Vec<Entry>) -> Result<(), 
             entry,
             field,
         };
-        let place = relocs.get(&base).ok_or_else(|| missing("place"))?;
-        let name_rel = relocs.get(&(base + 8)).ok_or_else(|| missing("name"))?;
-        let r_type = le_u32(data, base + 16).ok_or_else(|| missing("type"))?;
-        let addend = le_i64(data, base + 24).ok_or_else(|| missing("addend"))?;
+        let place = relocs
+            .get(&(base + KlpRelocEntry::PLACE))
+            .ok_or_else(|| missing("place"))?;
+        let name_rel = relocs
+            .get(&(base + KlpRelocEntry::NAME))
+            .ok_or_else(|| missing("name"))?;
+        let KlpRelocEntry { r_type, addend } =
+            KlpRelocEntry::decode(data, base, obj.big_endian).ok_or_else(|| missing("type"))?;
 
         // The name.
         let bad_name = |name: String, message: String| EmitError::BadName {
@@ -238,7 +252,7 @@ fn read_entries(obj: &Object, index: usize, out: &mut Vec<Entry>) -> Result<(), 
         let label = symbol_label(obj, psym);
         let (target, offset) =
             resolve(obj, psym, place.addend).map_err(|m| bad_place(label.clone(), m))?;
-        let Some(size) = x86_64::field_size(r_type) else {
+        let Some(size) = klp_field_size(obj.e_machine, r_type) else {
             return Err(EmitError::UnsupportedType {
                 section: secname.clone(),
                 entry,
@@ -430,7 +444,7 @@ pub fn convert_klp_relocs(ko: &[u8]) -> Result<Vec<u8>, EmitError> {
     if tables.is_empty() {
         return Ok(ko.to_vec());
     }
-    if obj.e_machine != x86_64::EM_X86_64 {
+    if abs64(obj.e_machine).is_none() {
         return Err(EmitError::UnsupportedMachine(obj.e_machine));
     }
     if obj.symtab_index().is_none() {

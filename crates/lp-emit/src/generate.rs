@@ -67,45 +67,7 @@ pub fn kbuild_file(spec: &ModuleSpec, patch_objects: &[String]) -> String {
 }
 
 /// The four callback kinds, in `struct klp_callbacks` field order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    PrePatch,
-    PostPatch,
-    PreUnpatch,
-    PostUnpatch,
-}
-
-impl Kind {
-    const ALL: [Kind; 4] = [
-        Kind::PrePatch,
-        Kind::PostPatch,
-        Kind::PreUnpatch,
-        Kind::PostUnpatch,
-    ];
-
-    fn parse(s: &str) -> Option<Kind> {
-        Some(match s {
-            "pre_patch" => Kind::PrePatch,
-            "post_patch" => Kind::PostPatch,
-            "pre_unpatch" => Kind::PreUnpatch,
-            "post_unpatch" => Kind::PostUnpatch,
-            _ => return None,
-        })
-    }
-
-    fn field(self) -> &'static str {
-        match self {
-            Kind::PrePatch => "pre_patch",
-            Kind::PostPatch => "post_patch",
-            Kind::PreUnpatch => "pre_unpatch",
-            Kind::PostUnpatch => "post_unpatch",
-        }
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
+use lp_diff::CallbackKind as Kind;
 
 /// How the core declares a symbol of the patch objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -328,11 +290,7 @@ fn collect(
         }
         for (pos, cb) in record.callbacks.iter().enumerate() {
             check_symbol(&record.object, &cb.symbol)?;
-            let kind = Kind::parse(&cb.kind).ok_or_else(|| EmitError::UnknownCallbackKind {
-                object: record.object.clone(),
-                symbol: cb.symbol.clone(),
-                kind: cb.kind.clone(),
-            })?;
+            let kind = cb.kind;
             declare(&mut decls, &cb.symbol, callback_proto(kind, cb))?;
             if let Some(list) = objs
                 .get_mut(oi)

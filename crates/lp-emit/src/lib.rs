@@ -72,19 +72,6 @@ pub enum EmitError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A callback record has a kind the kernel does not have.
-    #[error(
-        "object `{object}`: callback `{symbol}` has kind `{kind}`; expected pre_patch, \
-         post_patch, pre_unpatch or post_unpatch"
-    )]
-    UnknownCallbackKind {
-        /// The object of the record.
-        object: String,
-        /// The callback symbol.
-        symbol: String,
-        /// The kind as given.
-        kind: String,
-    },
     /// One symbol would need two different C declarations.
     #[error("symbol `{symbol}` is used both as {first} and as {second}")]
     ConflictingUse {
@@ -156,7 +143,10 @@ pub enum EmitError {
     #[error("writing the module: {0}")]
     Write(#[source] lp_elf::Error),
     /// The module is not for a machine whose relocation types we know.
-    #[error("e_machine {0}: the klp relocation pass handles x86_64 (62) modules")]
+    #[error(
+        "e_machine {0}: the klp relocation pass handles x86_64, ppc64le, s390x, aarch64 and \
+         loongarch64 modules"
+    )]
     UnsupportedMachine(u16),
     /// The entry table is not a whole number of entries.
     #[error(

@@ -29,6 +29,22 @@ pub fn corpus_dir() -> PathBuf {
     dir
 }
 
+/// The corpus directory of another architecture (`ppc64le`, `s390x`, `aarch64`,
+/// `loongarch64`): `kpatch-unit-<arch>` beside the x86_64 one. Panics when it is missing.
+pub fn arch_corpus_dir(arch: &str) -> PathBuf {
+    let x86 = corpus_dir();
+    let dir = x86
+        .parent()
+        .map(|d| d.join(format!("kpatch-unit-{arch}")))
+        .unwrap_or_default();
+    assert!(
+        dir.join("cases.tsv").is_file(),
+        "corpus of {arch} not found at {}",
+        dir.display()
+    );
+    dir
+}
+
 /// One row of `cases.tsv`.
 #[derive(Debug, Clone)]
 pub struct Case {
@@ -42,6 +58,8 @@ pub struct Case {
     pub outcome: String,
     /// `(reference name, bytes)` overrides, e.g. `("JUMP_STRUCT_SIZE", 16)`.
     pub struct_sizes: Vec<(String, u64)>,
+    /// The corpus's default entry sizes (reference names), when not x86_64's.
+    pub default_sizes: Option<Vec<(String, u64)>>,
     /// Changed functions reported by the reference.
     pub changed: Vec<String>,
     /// New functions reported by the reference.
@@ -59,23 +77,37 @@ fn list(field: &str) -> Vec<String> {
 }
 
 /// The corpus README's names for special-section entry sizes, as section names.
-fn section_for_reference_name(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "PARA_STRUCT_SIZE" => ".parainstructions",
-        "EX_STRUCT_SIZE" => "__ex_table",
-        "BUG_STRUCT_SIZE" => "__bug_table",
-        "ALT_STRUCT_SIZE" => ".altinstructions",
-        "JUMP_STRUCT_SIZE" => "__jump_table",
-        "ORC_STRUCT_SIZE" => ".orc_unwind",
-        "STATIC_CALL_STRUCT_SIZE" => ".static_call_sites",
-        "PRINTK_INDEX_STRUCT_SIZE" => ".printk_index",
+fn sections_for_reference_name(name: &str) -> Option<&'static [&'static str]> {
+    if name == "FIXUP_STRUCT_SIZE" {
+        return Some(&["__ftr_fixup", "__mmu_ftr_fixup", "__fw_ftr_fixup"]);
+    }
+    Some(std::slice::from_ref(match name {
+        "PARA_STRUCT_SIZE" => &".parainstructions",
+        "EX_STRUCT_SIZE" => &"__ex_table",
+        "BUG_STRUCT_SIZE" => &"__bug_table",
+        "ALT_STRUCT_SIZE" => &".altinstructions",
+        "JUMP_STRUCT_SIZE" => &"__jump_table",
+        "ORC_STRUCT_SIZE" => &".orc_unwind",
+        "STATIC_CALL_STRUCT_SIZE" => &".static_call_sites",
+        "PRINTK_INDEX_STRUCT_SIZE" => &".printk_index",
         _ => return None,
-    })
+    }))
 }
 
 impl Case {
     /// Entry sizes by section name: the corpus README's defaults, then the row's overrides.
     pub fn entry_sizes(&self) -> std::collections::BTreeMap<String, u64> {
+        if let Some(defaults) = &self.default_sizes {
+            let mut sizes = std::collections::BTreeMap::new();
+            for (k, v) in defaults.iter().chain(&self.struct_sizes) {
+                let secs = sections_for_reference_name(k)
+                    .unwrap_or_else(|| panic!("{}: unknown size name {k}", self.name));
+                for sec in secs {
+                    sizes.insert(sec.to_string(), *v);
+                }
+            }
+            return sizes;
+        }
         let mut sizes: std::collections::BTreeMap<String, u64> = [
             (".parainstructions", 16),
             ("__ex_table", 12),
@@ -90,9 +122,11 @@ impl Case {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         for (k, v) in &self.struct_sizes {
-            let sec = section_for_reference_name(k)
+            let secs = sections_for_reference_name(k)
                 .unwrap_or_else(|| panic!("{}: unknown size name {k} in cases.tsv", self.name));
-            sizes.insert(sec.to_string(), *v);
+            for sec in secs {
+                sizes.insert(sec.to_string(), *v);
+            }
         }
         sizes
     }
@@ -100,7 +134,29 @@ impl Case {
 
 /// Every case of the corpus.
 pub fn cases() -> Vec<Case> {
-    let dir = corpus_dir();
+    cases_in(&corpus_dir(), None)
+}
+
+/// Every case of another architecture's corpus ([`arch_corpus_dir`]), with the default entry
+/// sizes its README gives (`NAME=BYTES` words after "Special-section entry sizes").
+pub fn arch_cases(arch: &str) -> Vec<Case> {
+    let dir = arch_corpus_dir(arch);
+    let readme = std::fs::read_to_string(dir.join("README.md")).expect("read the corpus README");
+    let after = readme
+        .split_once("Special-section entry sizes")
+        .map(|(_, rest)| rest)
+        .unwrap_or("");
+    let defaults = after
+        .split(|c: char| c.is_whitespace() || c == '`')
+        .filter_map(|w| {
+            let (k, v) = w.split_once('=')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect();
+    cases_in(&dir, Some(defaults))
+}
+
+fn cases_in(dir: &Path, default_sizes: Option<Vec<(String, u64)>>) -> Vec<Case> {
     let text = std::fs::read_to_string(dir.join("cases.tsv")).expect("read cases.tsv");
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -123,6 +179,7 @@ pub fn cases() -> Vec<Case> {
                 patched: dir.join(f[1]),
                 outcome: f[2].to_string(),
                 struct_sizes,
+                default_sizes: default_sizes.clone(),
                 changed: list(f[4]),
                 new: list(f[5]),
             }

@@ -25,18 +25,14 @@ pub(super) fn refuse_ambiguous_ftrace_sites(
         for f in &r.record.functions {
             if let Some((start, end, n)) = sites.sites_of(&f.old_name, f.old_sympos) {
                 if n > 1 {
-                    r.errors.push(lp_diff::Diagnostic {
-                        object: pair.rel.clone(),
+                    let refusal = lp_diff::refusal::Refusal::AmbiguousFtraceSite {
                         section: format!(".text.{}", f.old_name),
                         symbol: f.old_name.clone(),
-                        message: format!(
-                            "in the running kernel, `{}` [{start:#x}, {end:#x}) holds {n} ftrace \
-                             call sites (code without a symbol follows it, e.g. an overridden \
-                             __weak function): the kernel may attach the patch to the wrong \
-                             one and change nothing; patch its callers instead",
-                            f.old_name
-                        ),
-                    });
+                        start,
+                        end,
+                        sites: n,
+                    };
+                    r.errors.push(refusal.diagnostic(&pair.rel));
                 }
             }
         }

@@ -1,0 +1,451 @@
+//! x86_64: relocation classes and the PC adjustment of `R_X86_64_PC32`-style fields (the
+//! instruction boundaries come from iced-x86), the `__fentry__` call of ftrace, the placeholder
+//! (`endbr64; jmp __x86_return_thunk` or `endbr64; ret; int3`), the special sections (with
+//! objtool's), and the `__LINE__` rule on `mov $imm` instructions feeding WARN-style calls.
+
+use super::{Arch, Insns, Placeholder};
+use crate::special::{KeyField, Spec};
+use crate::view::View;
+use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter, Instruction, Mnemonic, OpKind};
+use lp_elf::Reloc;
+
+/// The x86_64 architecture.
+pub struct X86_64;
+
+/// The x86 return thunk (`-mfunction-return=thunk-extern`).
+pub const RETURN_THUNK: &str = "__x86_return_thunk";
+
+impl Arch for X86_64 {
+    fn name(&self) -> &'static str {
+        "x86_64"
+    }
+
+    fn reloc_field_size(&self, r_type: u32) -> Option<u64> {
+        reloc_field_size(r_type)
+    }
+
+    fn abs64(&self) -> u32 {
+        object::elf::R_X86_64_64.0
+    }
+
+    fn decode(&self, code: &[u8]) -> Insns {
+        let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+        let mut spans = Vec::new();
+        let mut insn = Instruction::default();
+        while decoder.can_decode() {
+            decoder.decode_out(&mut insn);
+            spans.push((insn.ip(), insn.len() as u32));
+        }
+        Insns { spans }
+    }
+
+    /// An x86 PC-relative field's addend is relative to the end of its instruction, not to the
+    /// field: the distance is added to find what it points to (4 for data).
+    fn pc_adjust(&self, insns: Option<&Insns>, in_exec: bool, r: &Reloc) -> i64 {
+        if !is_pc_relative(r.r_type) {
+            return 0;
+        }
+        match insns.and_then(|i| i.end_of(r.offset)) {
+            Some(end) => end.saturating_sub(r.offset) as i64,
+            None if in_exec => 4,
+            None => 0,
+        }
+    }
+
+    /// A call to `__fentry__` (or `mcount`) in the function's first 16 bytes.
+    fn has_ftrace_entry(&self, v: &View, f: usize) -> bool {
+        super::calls_near_start(v, f, 16, &["__fentry__", "mcount", "_mcount"])
+    }
+
+    fn ftrace_entry(&self) -> &'static str {
+        "no __fentry__ call: notrace, or a syscall wrapper"
+    }
+
+    fn placeholder(&self, return_thunk: bool) -> Placeholder {
+        if return_thunk {
+            Placeholder {
+                code: vec![0xf3, 0x0f, 0x1e, 0xfa, 0xe9, 0, 0, 0, 0],
+                align: 16,
+                reloc: Some((5, object::elf::R_X86_64_PLT32.0, -4, RETURN_THUNK)),
+            }
+        } else {
+            Placeholder {
+                code: vec![0xf3, 0x0f, 0x1e, 0xfa, 0xc3, 0xcc],
+                align: 16,
+                reloc: None,
+            }
+        }
+    }
+
+    fn specials(&self) -> &'static [Spec] {
+        SPECIALS
+    }
+
+    fn line_only_change(
+        &self,
+        orig: &[u8],
+        patched: &[u8],
+        callee_at: &dyn Fn(u64) -> Option<String>,
+    ) -> bool {
+        line_only_change(orig, patched, callee_at)
+    }
+
+    fn listing(&self, code: &[u8], reloc_at: &dyn Fn(u64, u64) -> Option<String>) -> Vec<String> {
+        listing(code, reloc_at)
+    }
+}
+
+/// x86-64 PC-relative relocation types.
+pub fn is_pc_relative(r_type: u32) -> bool {
+    use object::elf::*;
+    [
+        R_X86_64_PC32,
+        R_X86_64_PLT32,
+        R_X86_64_PC64,
+        R_X86_64_GOTPCREL,
+        R_X86_64_GOTPCRELX,
+        R_X86_64_REX_GOTPCRELX,
+        R_X86_64_PC16,
+        R_X86_64_PC8,
+    ]
+    .iter()
+    .any(|t| t.0 == r_type)
+}
+
+/// x86_64's special sections.
+pub const SPECIALS: &[Spec] = &[
+    Spec {
+        name: "__bug_table",
+        objtool_output: false,
+        fixed_size: None,
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: "__ex_table",
+        objtool_output: false,
+        fixed_size: None,
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: "__jump_table",
+        objtool_output: false,
+        fixed_size: None,
+        parallel: None,
+        key_field: Some(KeyField::At(8)),
+        anchor: 0,
+    },
+    Spec {
+        name: ".static_call_sites",
+        objtool_output: true,
+        fixed_size: None,
+        parallel: None,
+        key_field: Some(KeyField::At(4)),
+        anchor: 0,
+    },
+    Spec {
+        name: ".altinstructions",
+        objtool_output: false,
+        fixed_size: None,
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".parainstructions",
+        objtool_output: false,
+        fixed_size: None,
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".printk_index",
+        objtool_output: false,
+        fixed_size: Some(8),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".smp_locks",
+        objtool_output: false,
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".retpoline_sites",
+        objtool_output: true,
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".return_sites",
+        objtool_output: true,
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".call_sites",
+        objtool_output: true,
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".ibt_endbr_seal",
+        objtool_output: true,
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".kcfi_traps",
+        objtool_output: false,
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: "__mcount_loc",
+        objtool_output: false,
+        fixed_size: Some(8),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".orc_unwind_ip",
+        objtool_output: true,
+        fixed_size: Some(4),
+        parallel: Some(".orc_unwind"),
+        key_field: None,
+        anchor: 0,
+    },
+    // objtool's input annotations: kept for the included code when objtool checks the module.
+    Spec {
+        name: ".discard.annotate_insn",
+        objtool_output: false,
+        fixed_size: Some(8),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".discard.reachable",
+        objtool_output: false,
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".discard.unreachable",
+        objtool_output: false,
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".discard.retpoline_safe",
+        objtool_output: false,
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".discard.instr_begin",
+        objtool_output: false,
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".discard.instr_end",
+        objtool_output: false,
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".discard.noendbr",
+        objtool_output: false,
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+    Spec {
+        name: ".discard.intra_function_calls",
+        objtool_output: false,
+        fixed_size: Some(4),
+        parallel: None,
+        key_field: None,
+        anchor: 0,
+    },
+];
+
+/// The size of the field a relocation of type `r_type` patches, for the x86_64 relocation types
+/// the differ knows (those a compiler or assembler emits for kernel objects); `None`: a type it
+/// does not know, which it refuses rather than copy through. `R_X86_64_NONE` patches nothing.
+pub fn reloc_field_size(r_type: u32) -> Option<u64> {
+    use object::elf::*;
+    let t = r_type;
+    Some(match t {
+        _ if t == R_X86_64_NONE.0 => 0,
+        _ if t == R_X86_64_64.0 || t == R_X86_64_PC64.0 => 8,
+        _ if [
+            R_X86_64_PC32.0,
+            R_X86_64_PLT32.0,
+            R_X86_64_32.0,
+            R_X86_64_32S.0,
+            R_X86_64_GOTPCREL.0,
+            R_X86_64_GOTPCRELX.0,
+            R_X86_64_REX_GOTPCRELX.0,
+        ]
+        .contains(&t) =>
+        {
+            4
+        }
+        _ if t == R_X86_64_16.0 || t == R_X86_64_PC16.0 => 2,
+        _ if t == R_X86_64_8.0 || t == R_X86_64_PC8.0 => 1,
+        _ => return None,
+    })
+}
+
+pub use super::is_line_taking_callee;
+
+fn decode_all(code: &[u8]) -> Vec<Instruction> {
+    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    while decoder.can_decode() {
+        out.push(decoder.decode());
+    }
+    out
+}
+
+fn is_mov_imm(i: &Instruction) -> bool {
+    matches!(i.mnemonic(), Mnemonic::Mov)
+        && i.op_count() == 2
+        && matches!(
+            i.op1_kind(),
+            OpKind::Immediate32
+                | OpKind::Immediate32to64
+                | OpKind::Immediate16
+                | OpKind::Immediate8
+        )
+}
+
+/// True when `orig` and `patched` (same length, identical relocations) differ only in
+/// immediates of `mov $imm, ...` instructions that feed a call to a line-taking function
+/// within the next few instructions. `callee_at(offset)` names the call target relocated at a
+/// byte offset (if any).
+pub fn line_only_change(
+    orig: &[u8],
+    patched: &[u8],
+    callee_at: &dyn Fn(u64) -> Option<String>,
+) -> bool {
+    if orig.len() != patched.len() {
+        return false;
+    }
+    let a = decode_all(orig);
+    let b = decode_all(patched);
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut any = false;
+    for (idx, (x, y)) in a.iter().zip(&b).enumerate() {
+        let (s, l) = (x.ip() as usize, x.len());
+        let (Some(xb), Some(yb)) = (orig.get(s..s + l), patched.get(s..s + l)) else {
+            return false;
+        };
+        if xb == yb {
+            continue;
+        }
+        if x.len() != y.len()
+            || !is_mov_imm(x)
+            || !is_mov_imm(y)
+            || x.op0_register() != y.op0_register()
+        {
+            return false;
+        }
+        // A line-taking call must follow closely.
+        let feeds_call = b.iter().skip(idx + 1).take(12).any(|n| {
+            matches!(n.mnemonic(), Mnemonic::Call | Mnemonic::Jmp)
+                && (n.ip()..n.ip() + n.len() as u64)
+                    .any(|o| callee_at(o).is_some_and(|c| is_line_taking_callee(&c)))
+        });
+        if !feeds_call {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
+/// A GAS listing of `code`, one instruction a line, with relocation targets substituted by
+/// `reloc_at(offset)` so listings of two versions compare symbolically.
+pub fn listing(code: &[u8], reloc_at: &dyn Fn(u64, u64) -> Option<String>) -> Vec<String> {
+    let mut fmt = GasFormatter::new();
+    let mut out = Vec::new();
+    for insn in decode_all(code) {
+        let mut text = String::new();
+        fmt.format(&insn, &mut text);
+        if let Some(r) = reloc_at(insn.ip(), insn.ip() + insn.len() as u64) {
+            // PC-relative displacements mean nothing before relocation: show the target.
+            let mnemonic = text.split_whitespace().next().unwrap_or("").to_string();
+            text = format!("{mnemonic} <{r}>");
+        }
+        out.push(text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boundaries() {
+        // endbr64; call rel32; mov $5,%esi; ret
+        let code = [
+            0xf3, 0x0f, 0x1e, 0xfa, 0xe8, 0, 0, 0, 0, 0xbe, 5, 0, 0, 0, 0xc3,
+        ];
+        let i = X86_64.decode(&code);
+        assert_eq!(i.spans.len(), 4);
+        assert_eq!(i.end_of(5), Some(9));
+        assert_eq!(i.end_of(14), Some(15));
+        assert_eq!(i.end_of(15), None);
+    }
+
+    #[test]
+    fn line_only() {
+        // mov $0x10,%esi; call X; ret   vs   mov $0x11,%esi; call X; ret
+        let a = [0xbe, 0x10, 0, 0, 0, 0xe8, 0, 0, 0, 0, 0xc3];
+        let b = [0xbe, 0x11, 0, 0, 0, 0xe8, 0, 0, 0, 0, 0xc3];
+        let warn = |o: u64| (o == 6).then(|| "__might_sleep".to_string());
+        let other = |o: u64| (o == 6).then(|| "do_something".to_string());
+        assert!(line_only_change(&a, &b, &warn));
+        assert!(!line_only_change(&a, &b, &other));
+        assert!(
+            !line_only_change(&a, &a, &warn),
+            "no difference is not a line change"
+        );
+    }
+}
