@@ -153,59 +153,15 @@ fn normalize(p: &str) -> String {
     parts.join("/")
 }
 
-/// The member names of an `ar` archive (GNU format, thin or not).
+/// The member names of an `ar` archive (GNU format, thin or not), read with `object`'s archive
+/// support (thin archives hold paths relative to the archive's directory, not data).
 pub fn archive_members(data: &[u8]) -> Result<Vec<String>> {
-    let thin = if data.starts_with(b"!<thin>\n") {
-        true
-    } else if data.starts_with(b"!<arch>\n") {
-        false
-    } else {
-        anyhow::bail!("no archive magic");
-    };
-    let mut pos = 8usize;
-    let mut long_names: &[u8] = &[];
+    let archive = object::read::archive::ArchiveFile::parse(data)
+        .map_err(|e| anyhow::anyhow!("not an archive: {e}"))?;
     let mut out = Vec::new();
-    while pos + 60 <= data.len() {
-        let h = &data[pos..pos + 60];
-        if &h[58..60] != b"`\n" {
-            anyhow::bail!("bad member header at offset {pos}");
-        }
-        let name = std::str::from_utf8(&h[0..16]).unwrap_or("").trim_end();
-        let size: usize = std::str::from_utf8(&h[48..58])
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("bad member size at offset {pos}"))?;
-        pos += 60;
-        let special = name == "/" || name == "//" || name == "/SYM64/";
-        let stored = special || !thin;
-        if name == "//" {
-            long_names = data
-                .get(pos..pos + size)
-                .ok_or_else(|| anyhow::anyhow!("truncated long-name table"))?;
-        } else if !special {
-            let member = if let Some(rest) = name.strip_prefix('/') {
-                // `/<offset>`; GNU ar may append more after the digits (`/4610   /`).
-                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                let off: usize = digits
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("bad long-name reference `{name}`"))?;
-                let rest = long_names
-                    .get(off..)
-                    .ok_or_else(|| anyhow::anyhow!("long-name reference out of range"))?;
-                let end = rest
-                    .windows(2)
-                    .position(|w| w == b"/\n")
-                    .or_else(|| rest.iter().position(|&b| b == b'\n'))
-                    .unwrap_or(rest.len());
-                String::from_utf8_lossy(&rest[..end]).into_owned()
-            } else {
-                name.trim_end_matches('/').to_string()
-            };
-            out.push(member);
-        }
-        if stored {
-            pos += size + (size & 1);
-        }
+    for m in archive.members() {
+        let m = m.map_err(|e| anyhow::anyhow!("bad archive member: {e}"))?;
+        out.push(String::from_utf8_lossy(m.name()).into_owned());
     }
     Ok(out)
 }
@@ -273,6 +229,35 @@ mod tests {
         h
     }
 
+    /// The test kernel's own `vmlinux.a` (CI sets `LP_TEST_KERNEL_BUILD`), read as `ar t` reads
+    /// it.
+    #[test]
+    fn a_real_vmlinux_a_reads_as_ar_does() {
+        let Some(build) = std::env::var_os("LP_TEST_KERNEL_BUILD") else {
+            return;
+        };
+        let a = Path::new(&build).join("vmlinux.a");
+        let ours = archive_members(&fs::read(&a).unwrap()).unwrap();
+        let ar = std::process::Command::new("ar")
+            .arg("t")
+            .arg(&a)
+            .output()
+            .unwrap();
+        // `ar t` shows a thin archive's members as paths from the current directory.
+        let prefix = format!("{}/", Path::new(&build).display());
+        let theirs: Vec<String> = String::from_utf8_lossy(&ar.stdout)
+            .lines()
+            .map(|l| l.strip_prefix(&prefix).unwrap_or(l).to_string())
+            .collect();
+        assert!(ours.len() > 100, "{}", ours.len());
+        assert!(
+            ours == theirs,
+            "{} members here, {} for ar",
+            ours.len(),
+            theirs.len()
+        );
+    }
+
     #[test]
     fn thin_archive_members() {
         let mut a = b"!<thin>\n".to_vec();
@@ -283,15 +268,12 @@ mod tests {
         a.extend_from_slice(names);
         a.extend(ar_header("/0", 1234));
         a.extend(ar_header("/19          /", 999));
-        a.extend(ar_header("init/main.o/", 10));
+        // A short name (GNU ar puts every name with a `/` in the long-name table).
+        a.extend(ar_header("main.o/", 10));
         let m = archive_members(&a).unwrap();
         assert_eq!(
             m,
-            [
-                "fs/proc/cmdline.o",
-                "kernel/livepatch/core.o",
-                "init/main.o"
-            ]
+            ["fs/proc/cmdline.o", "kernel/livepatch/core.o", "main.o"]
         );
         assert!(archive_members(b"garbage").is_err());
     }

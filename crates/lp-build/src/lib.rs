@@ -14,7 +14,6 @@
 //! Architecture invariant: this crate is the only one that touches the kernel tree, writes files
 //! and starts processes; lp-diff and lp-emit are pure.
 
-
 pub mod apply;
 pub mod cache;
 pub mod ccwrap;

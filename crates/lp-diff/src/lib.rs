@@ -13,7 +13,6 @@
 //! Architecture invariant: this crate does no I/O and starts no process. Callers pass bytes in
 //! and get bytes and data out.
 
-
 pub mod arch;
 pub mod checks;
 pub mod closure;

@@ -8,7 +8,6 @@
 //! This crate does no I/O: callers hand it bytes and get bytes back. Every value read from the
 //! input is checked; malformed input is an [`Error`], never a panic.
 
-
 pub mod compress;
 pub mod klp;
 pub mod model;

@@ -15,7 +15,6 @@
 //! Architecture invariant: this crate does no I/O and starts no process. Bytes and strings in,
 //! bytes and strings out; the build driver writes files and runs kbuild.
 
-
 pub mod convert;
 pub mod generate;
 pub mod names;
