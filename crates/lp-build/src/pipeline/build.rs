@@ -21,20 +21,29 @@ pub(super) struct Kbuild<'a> {
     pub(super) log: PathBuf,
 }
 
+/// The one make command lp-build runs: `make -C DIR [O=BUILD]`, in the C locale (its
+/// messages are parsed), without the wrapper's variables or a `KBUILD_OUTPUT` of the caller's
+/// environment; callers add goals and their own variables.
+pub(super) fn make_command(dir: &Path, out: Option<&Path>) -> Command {
+    let mut c = Command::new("make");
+    c.arg("-C").arg(dir);
+    if let Some(o) = out {
+        c.arg(format!("O={}", o.display()));
+    }
+    c.env("LC_ALL", "C")
+        .env_remove(ccwrap::ENV_SAVE_DIR)
+        .env_remove(ccwrap::ENV_OBJTREE)
+        .env_remove("KBUILD_OUTPUT");
+    c
+}
+
 impl Kbuild<'_> {
     pub(super) fn command(&self, goals: &[&str]) -> Command {
-        let mut c = Command::new("make");
-        c.arg("-C")
-            .arg(self.src)
-            .arg(format!("O={}", self.build.display()))
-            .arg(format!("-j{}", self.jobs))
+        let mut c = make_command(self.src, Some(&self.build));
+        c.arg(format!("-j{}", self.jobs))
             .arg(format!("CC={}", self.cc))
             .arg(format!("KCFLAGS={KCFLAGS}"))
-            .args(goals)
-            .env("LC_ALL", "C")
-            .env_remove(ccwrap::ENV_SAVE_DIR)
-            .env_remove(ccwrap::ENV_OBJTREE)
-            .env_remove("KBUILD_OUTPUT");
+            .args(goals);
         c
     }
 }

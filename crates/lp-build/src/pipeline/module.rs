@@ -148,19 +148,12 @@ pub(super) fn build_module(
 /// build directory (`make -C SRC O=BUILD M=DIR`) or a distribution's headers package
 /// (`make -C HEADERS M=DIR`).
 pub(super) fn module_make(c: &Checked, dir: &Path) -> Command {
-    let mut cmd = Command::new("make");
-    if c.packaged.is_some() || c.in_place {
-        cmd.arg("-C").arg(&c.user_build.dir);
+    let mut cmd = if c.packaged.is_some() || c.in_place {
+        make_command(&c.user_build.dir, None)
     } else {
-        cmd.arg("-C")
-            .arg(&c.src.path)
-            .arg(format!("O={}", c.user_build.dir.display()));
-    }
-    cmd.arg(format!("M={}", dir.display()))
-        .env("LC_ALL", "C")
-        .env_remove(ccwrap::ENV_SAVE_DIR)
-        .env_remove(ccwrap::ENV_OBJTREE)
-        .env_remove("KBUILD_OUTPUT");
+        make_command(&c.src.path, Some(&c.user_build.dir))
+    };
+    cmd.arg(format!("M={}", dir.display()));
     cmd
 }
 
