@@ -283,7 +283,7 @@ pub fn diff_objects(
     let o = view::View::new(orig);
     let p = view::View::new(patched);
     let corr = correlate::correlate(&o, &p);
-    let cmp = compare::compare(&o, &p, &corr, opts.explain);
+    let cmp = compare::compare(&o, &p, &corr, opts.explain, &opts.entry_sizes);
     let mut r = include::run(&o, &p, &corr, &cmp, opts)?;
     r.warnings.extend(unrelated_warning(&o, &p, &corr, opts));
     Ok(r)

@@ -307,6 +307,39 @@ pub fn build(
                         addend: r.addend,
                     });
                 }
+                // A reference to an entry of a special table, which is compacted in the output:
+                // to the kept copy of that entry (see `include`'s `follow`).
+                (Target::Sec { sec: t, addend }, Some(os), _) if special_src.contains_key(t) => {
+                    let (size, entries) = &special_src[t];
+                    let off = addend.saturating_add(p.pc_adjust(psec, r));
+                    let entry = u64::try_from(off).ok().map(|o| (o / size, o % size));
+                    match entry
+                        .and_then(|(e, rest)| Some((entries.binary_search(&e).ok()?, e, rest)))
+                    {
+                        Some((k, e, _)) => new_relocs.push(Reloc {
+                            offset,
+                            sym: out.sec_sym[&os] as u32,
+                            r_type: r.r_type,
+                            addend: addend
+                                .saturating_sub((e * size) as i64)
+                                .saturating_add((k as u64 * size) as i64),
+                        }),
+                        None => {
+                            let secname = p.sec_name(psec).into_owned();
+                            let tname = p.sec_name(*t).into_owned();
+                            out.refuse(
+                                &secname,
+                                "",
+                                format!(
+                                    "{secname}+{:#x} refers to {tname}+{off:#x}, an entry that \
+                                     belongs to no patched function, so the patch cannot carry \
+                                     it: patch the function the entry belongs to as well",
+                                    r.offset
+                                ),
+                            );
+                        }
+                    }
+                }
                 (Target::Str(_) | Target::Const(_) | Target::Sec { .. }, Some(os), _) => {
                     new_relocs.push(Reloc {
                         offset,
