@@ -53,7 +53,7 @@ const HOST_PACKAGES: &[(&str, &str)] = &[
 /// What `cargo xtask kernel` was asked for.
 #[derive(Debug, Clone)]
 pub struct KernelOptions {
-    /// `6.12` or `6.1`: which `linux-source-<ver>` package (and version fragment) to use.
+    /// `6.12`, `6.1` or `7.2`: which `linux-source-<ver>` package (and version fragment) to use.
     pub version: String,
     /// Use this kernel tree instead of the extracted Debian source.
     pub source: Option<PathBuf>,
@@ -136,7 +136,7 @@ impl TestKernel {
     }
 }
 
-/// `cargo xtask kernel [--kernel 6.12|6.1] [--source DIR] [-j N]`.
+/// `cargo xtask kernel [--kernel 6.12|6.1|7.2] [--source DIR] [-j N]`.
 pub fn task(rest: &[String]) -> Result<()> {
     let mut opts = KernelOptions::new(DEFAULT_VERSION);
     let mut args = rest.iter();
@@ -151,7 +151,7 @@ pub fn task(rest: &[String]) -> Result<()> {
             }
             other => bail!(
                 "kernel: unknown argument `{other}`\n\
-                 usage: cargo xtask kernel [--kernel 6.12|6.1] [--source DIR] [--variant NAME] [-j N]"
+                 usage: cargo xtask kernel [--kernel 6.12|6.1|7.2] [--source DIR] [--variant NAME] [-j N]"
             ),
         }
     }
@@ -869,6 +869,46 @@ mod tests {
         let err = format!("{:#}", check_config(&config, &[frag], &[]).unwrap_err());
         assert!(err.contains("CONFIG_FOO: wanted m, got n"), "{err}");
         assert!(err.contains("CONFIG_BAR: wanted n, got y"), "{err}");
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn removed_option_skipped_only_where_kconfig_lacks_it() {
+        let dir = std::env::temp_dir().join(format!("lp-kremoved-{}", std::process::id()));
+        let (old, new) = (dir.join("old"), dir.join("new"));
+        for (tree, kconfig) in [
+            (&old, "config FTRACE_MCOUNT_RECORD\n\tdef_bool y\n"),
+            (&new, "config FTRACE_MCOUNT_USE_CC\n\tdef_bool y\n"),
+        ] {
+            fs::create_dir_all(tree.join("kernel/trace")).unwrap();
+            fs::write(tree.join("kernel/trace/Kconfig"), kconfig).unwrap();
+        }
+        assert!(removed_options(&old).is_empty());
+        assert_eq!(removed_options(&new), ["FTRACE_MCOUNT_RECORD"]);
+        // A 7.x .config: no FTRACE_MCOUNT_RECORD, whatever the fragment asks.
+        let frag = dir.join("frag.config");
+        fs::write(&frag, "CONFIG_FTRACE_MCOUNT_RECORD=y\n").unwrap();
+        let config = dir.join(".config");
+        fs::write(
+            &config,
+            "CONFIG_64BIT=y\nCONFIG_MODULES=y\nCONFIG_LIVEPATCH=y\nCONFIG_DYNAMIC_FTRACE=y\n\
+             CONFIG_UNWINDER_ORC=y\nCONFIG_HAVE_RELIABLE_STACKTRACE=y\nCONFIG_STACKTRACE=y\n\
+             CONFIG_KALLSYMS_ALL=y\nCONFIG_X86_KERNEL_IBT=y\nCONFIG_DYNAMIC_FTRACE_WITH_ARGS=y\n",
+        )
+        .unwrap();
+        check_config(&config, std::slice::from_ref(&frag), &removed_options(&new)).unwrap();
+        let err = format!(
+            "{:#}",
+            check_config(&config, &[frag], &removed_options(&old)).unwrap_err()
+        );
+        assert!(
+            err.contains("CONFIG_FTRACE_MCOUNT_RECORD: wanted y, got n"),
+            "{err}"
+        );
+        assert!(
+            err.contains("CONFIG_FTRACE_MCOUNT_RECORD: required y"),
+            "{err}"
+        );
         fs::remove_dir_all(&dir).ok();
     }
 
