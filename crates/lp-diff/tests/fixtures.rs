@@ -260,7 +260,7 @@ fn check_case(dir: &Path) -> Result<(), String> {
                         refs += 1;
                         // PC32 from the end of a `lea`'s displacement.
                         let entry = r.addend + 4;
-                        if entry < 0 || entry as u64 % size != 0 {
+                        if entry < 0 || !(entry as u64).is_multiple_of(size) {
                             problems.push(format!("{value}+{entry:#x}: not an entry start"));
                         } else if anchor_of(entry as u64) != Some(sec) {
                             problems.push(format!(
