@@ -384,8 +384,9 @@ fn extract_source(version: &str, base: &Path) -> Result<PathBuf> {
                 "dpkg-deb --fsys-tarfile \"$1\" | tar -xOf - \"$2\" | tar -C \"$3\" -xJf -";
             run_in(
                 base,
-                Command::new("sh")
-                    .args(["-o", "pipefail", "-c", script, "sh"])
+                // bash: dash (Debian's sh) has no pipefail.
+                Command::new("bash")
+                    .args(["-o", "pipefail", "-c", script, "bash"])
                     .arg(deb)
                     .arg(&member)
                     .arg(&tmp),
