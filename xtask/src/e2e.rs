@@ -388,7 +388,7 @@ pub fn task(rest: &[String]) -> Result<()> {
             "--source" => opts.source = Some(PathBuf::from(kernel::value(&mut it, "--source")?)),
             "--variant" => opts.variant = Some(kernel::value(&mut it, "--variant")?),
             "--case" => cases.push(kernel::absolute(Path::new(&kernel::value(&mut it, "--case")?))?),
-            other => bail!("unknown argument `{other}` (usage: cargo xtask e2e [--kernel 6.12|6.1 | --source DIR] [--variant NAME] [--case DIR ...])"),
+            other => bail!("unknown argument `{other}` (usage: cargo xtask e2e [--kernel 6.12|6.1|7.2 | --source DIR] [--variant NAME] [--case DIR ...])"),
         }
     }
     if cases.is_empty() {
@@ -506,7 +506,9 @@ pub fn demo(rest: &[String]) -> Result<()> {
         match a.as_str() {
             "--kernel" => version = kernel::value(&mut it, "--kernel")?,
             other => {
-                bail!("unknown argument `{other}` (usage: cargo xtask demo [--kernel 6.12|6.1])")
+                bail!(
+                    "unknown argument `{other}` (usage: cargo xtask demo [--kernel 6.12|6.1|7.2])"
+                )
             }
         }
     }

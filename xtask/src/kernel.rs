@@ -17,7 +17,16 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Kernel versions with a Debian `linux-source-<ver>` package we know how to use.
-pub const VERSIONS: &[&str] = &["6.12", "6.1"];
+pub const VERSIONS: &[&str] = &["6.12", "6.1", "7.2"];
+
+/// Versions whose `linux-source-<ver>` only Debian unstable has: the package is downloaded
+/// (never installed) and extracted under `target/lp-kernels/`, see [`fetch_unstable_source`].
+const UNSTABLE_VERSIONS: &[&str] = &["7.2"];
+
+/// Options the fragments (or the prerequisites) name that newer kernels removed, with the
+/// Kconfig file that defines them where they exist: the check skips such an option on a tree
+/// whose Kconfig no longer defines it. 7.x made the mcount records unconditional.
+const REMOVED_OPTIONS: &[(&str, &str)] = &[("FTRACE_MCOUNT_RECORD", "kernel/trace/Kconfig")];
 
 /// The default test kernel.
 pub const DEFAULT_VERSION: &str = "6.12";
@@ -44,7 +53,7 @@ const HOST_PACKAGES: &[(&str, &str)] = &[
 /// What `cargo xtask kernel` was asked for.
 #[derive(Debug, Clone)]
 pub struct KernelOptions {
-    /// `6.12` or `6.1`: which `linux-source-<ver>` package (and version fragment) to use.
+    /// `6.12`, `6.1` or `7.2`: which `linux-source-<ver>` package (and version fragment) to use.
     pub version: String,
     /// Use this kernel tree instead of the extracted Debian source.
     pub source: Option<PathBuf>,
@@ -127,7 +136,7 @@ impl TestKernel {
     }
 }
 
-/// `cargo xtask kernel [--kernel 6.12|6.1] [--source DIR] [-j N]`.
+/// `cargo xtask kernel [--kernel 6.12|6.1|7.2] [--source DIR] [-j N]`.
 pub fn task(rest: &[String]) -> Result<()> {
     let mut opts = KernelOptions::new(DEFAULT_VERSION);
     let mut args = rest.iter();
@@ -142,7 +151,7 @@ pub fn task(rest: &[String]) -> Result<()> {
             }
             other => bail!(
                 "kernel: unknown argument `{other}`\n\
-                 usage: cargo xtask kernel [--kernel 6.12|6.1] [--source DIR] [--variant NAME] [-j N]"
+                 usage: cargo xtask kernel [--kernel 6.12|6.1|7.2] [--source DIR] [--variant NAME] [-j N]"
             ),
         }
     }
@@ -229,7 +238,7 @@ pub fn ensure(opts: &KernelOptions) -> Result<TestKernel> {
         );
     }
     // Also verify a reused configuration: someone may have run menuconfig in there.
-    check_config(&build.join(".config"), &fragments)?;
+    check_config(&build.join(".config"), &fragments, &removed_options(&src))?;
 
     let mut k = TestKernel {
         version,
@@ -293,7 +302,10 @@ pub fn ensure_host_packages(kernel_version: Option<&str>) -> Result<()> {
         .map(|(pkg, _)| pkg.to_string())
         .collect();
     if let Some(ver) = kernel_version {
-        if !source_tarball(ver).is_file() && VERSIONS.contains(&ver) {
+        if !source_tarball(ver).is_file()
+            && VERSIONS.contains(&ver)
+            && !UNSTABLE_VERSIONS.contains(&ver)
+        {
             missing.push(format!("linux-source-{ver}"));
         }
     }
@@ -339,8 +351,13 @@ fn extract_source(version: &str, base: &Path) -> Result<PathBuf> {
     if src.join("Makefile").is_file() {
         return Ok(src);
     }
+    let deb = if UNSTABLE_VERSIONS.contains(&version) {
+        Some(fetch_unstable_source(version)?)
+    } else {
+        None
+    };
     let tarball = source_tarball(version);
-    if !tarball.is_file() {
+    if deb.is_none() && !tarball.is_file() {
         bail!(
             "{} is missing: install it with `apt-get install linux-source-{version}`",
             tarball.display()
@@ -352,21 +369,47 @@ fn extract_source(version: &str, base: &Path) -> Result<PathBuf> {
         fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
     }
     fs::create_dir_all(&tmp)?;
-    eprintln!(
-        "kernel: extracting {} into {}",
-        tarball.display(),
-        src.display()
-    );
     let start = Instant::now();
-    run_in(
-        base,
-        Command::new("tar")
-            .arg("-C")
-            .arg(&tmp)
-            .arg("-xf")
-            .arg(&tarball),
-    )
-    .with_context(|| format!("extracting {}", tarball.display()))?;
+    match &deb {
+        Some(deb) => {
+            // The package holds the same tarball as /usr/src/linux-source-<ver>.tar.xz: take
+            // it out of the package's data archive and extract it in one pipe.
+            let member = format!("./usr/src/linux-source-{version}.tar.xz");
+            eprintln!(
+                "kernel: extracting {member} of {} into {}",
+                deb.display(),
+                src.display()
+            );
+            let script =
+                "dpkg-deb --fsys-tarfile \"$1\" | tar -xOf - \"$2\" | tar -C \"$3\" -xJf -";
+            run_in(
+                base,
+                // bash: dash (Debian's sh) has no pipefail.
+                Command::new("bash")
+                    .args(["-o", "pipefail", "-c", script, "bash"])
+                    .arg(deb)
+                    .arg(&member)
+                    .arg(&tmp),
+            )
+            .with_context(|| format!("extracting {member} of {}", deb.display()))?;
+        }
+        None => {
+            eprintln!(
+                "kernel: extracting {} into {}",
+                tarball.display(),
+                src.display()
+            );
+            run_in(
+                base,
+                Command::new("tar")
+                    .arg("-C")
+                    .arg(&tmp)
+                    .arg("-xf")
+                    .arg(&tarball),
+            )
+            .with_context(|| format!("extracting {}", tarball.display()))?;
+        }
+    }
     // The tarball holds one top directory, `linux-source-<ver>/`.
     let top = fs::read_dir(&tmp)?
         .filter_map(|e| e.ok())
@@ -381,6 +424,77 @@ fn extract_source(version: &str, base: &Path) -> Result<PathBuf> {
     fs::remove_dir_all(&tmp).ok();
     eprintln!("kernel: extracted in {}", secs(start.elapsed()));
     Ok(src)
+}
+
+/// Downloads Debian unstable's `linux-source-<ver>` package into
+/// `target/lp-kernels/debian-unstable/` (once) and returns its path. Nothing from unstable is
+/// installed and the host's apt configuration is untouched: apt-get runs with a sources list,
+/// package lists and cache of its own under that directory, and only `update` and `download`.
+fn fetch_unstable_source(version: &str) -> Result<PathBuf> {
+    let dir = crate::root()
+        .join("target")
+        .join("lp-kernels")
+        .join("debian-unstable");
+    let package = format!("linux-source-{version}");
+    let find = || -> Result<Option<PathBuf>> {
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let mut debs: Vec<PathBuf> = fs::read_dir(&dir)
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name().is_some_and(|f| {
+                    let f = f.to_string_lossy();
+                    f.starts_with(&format!("{package}_")) && f.ends_with(".deb")
+                })
+            })
+            .collect();
+        debs.sort();
+        Ok(debs.pop())
+    };
+    if let Some(deb) = find()? {
+        return Ok(deb);
+    }
+    for sub in ["lists/partial", "cache/archives/partial"] {
+        fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
+    }
+    let sources = dir.join("sources.list");
+    fs::write(
+        &sources,
+        "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] \
+         http://deb.debian.org/debian unstable main\n",
+    )
+    .with_context(|| format!("cannot write {}", sources.display()))?;
+    let apt_options = [
+        format!("Dir::Etc::sourcelist={}", sources.display()),
+        "Dir::Etc::sourceparts=-".to_string(),
+        format!("Dir::State::Lists={}", dir.join("lists").display()),
+        format!("Dir::Cache={}", dir.join("cache").display()),
+        "APT::Get::List-Cleanup=0".to_string(),
+        // The deb lands in a root-owned directory that apt's sandbox user cannot write.
+        "APT::Sandbox::User=root".to_string(),
+    ];
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        for o in &apt_options {
+            cmd.arg("-o").arg(o);
+        }
+        cmd.args(args);
+        cmd
+    };
+    eprintln!("kernel: downloading {package} from Debian unstable (not installed)");
+    run_in(&dir, &mut apt(&["-q", "update"]))
+        .context("fetching Debian unstable's package lists (network needed)")?;
+    run_in(&dir, &mut apt(&["-q", "download", &package]))
+        .with_context(|| format!("downloading {package} from Debian unstable"))?;
+    find()?.with_context(|| {
+        format!(
+            "apt-get download left no {package}_*.deb in {}",
+            dir.display()
+        )
+    })
 }
 
 /// `VERSION.PATCHLEVEL.SUBLEVEL` from the tree's Makefile.
@@ -496,7 +610,20 @@ pub fn read_config(path: &Path) -> Result<BTreeMap<String, String>> {
 
 /// Fails naming every option of the fragments that did not survive into `.config`, and
 /// every livepatch prerequisite that is missing.
-fn check_config(config: &Path, fragments: &[PathBuf]) -> Result<()> {
+/// The options of [`REMOVED_OPTIONS`] that the tree `src` no longer defines.
+fn removed_options(src: &Path) -> Vec<&'static str> {
+    REMOVED_OPTIONS
+        .iter()
+        .filter(|(name, kconfig)| {
+            let text = fs::read_to_string(src.join(kconfig)).unwrap_or_default();
+            !text.lines().any(|l| l.trim() == format!("config {name}"))
+        })
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+/// `removed`: options this tree's Kconfig no longer has (skipped, see [`REMOVED_OPTIONS`]).
+fn check_config(config: &Path, fragments: &[PathBuf], removed: &[&str]) -> Result<()> {
     let have = read_config(config)?;
     let get = |name: &str| have.get(name).map(String::as_str).unwrap_or("n");
     let mut problems = Vec::new();
@@ -509,6 +636,9 @@ fn check_config(config: &Path, fragments: &[PathBuf]) -> Result<()> {
             .to_string_lossy()
             .into_owned();
         for (name, want) in read_config(f)? {
+            if removed.contains(&name.as_str()) {
+                continue;
+            }
             wanted.insert(name, (want, file.clone()));
         }
     }
@@ -532,6 +662,9 @@ fn check_config(config: &Path, fragments: &[PathBuf]) -> Result<()> {
         // Distributions build with IBT; the test kernel must too.
         "X86_KERNEL_IBT",
     ] {
+        if removed.contains(&name) {
+            continue;
+        }
         if get(name) != "y" {
             problems.push(format!("CONFIG_{name}: required y, got {}", get(name)));
         }
@@ -732,11 +865,51 @@ mod tests {
                     CONFIG_DYNAMIC_FTRACE_WITH_ARGS=y\n";
         let config = dir.join(".config");
         fs::write(&config, format!("{base}CONFIG_FOO=m\n")).unwrap();
-        check_config(&config, std::slice::from_ref(&frag)).unwrap();
+        check_config(&config, std::slice::from_ref(&frag), &[]).unwrap();
         fs::write(&config, format!("{base}CONFIG_BAR=y\n")).unwrap();
-        let err = format!("{:#}", check_config(&config, &[frag]).unwrap_err());
+        let err = format!("{:#}", check_config(&config, &[frag], &[]).unwrap_err());
         assert!(err.contains("CONFIG_FOO: wanted m, got n"), "{err}");
         assert!(err.contains("CONFIG_BAR: wanted n, got y"), "{err}");
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn removed_option_skipped_only_where_kconfig_lacks_it() {
+        let dir = std::env::temp_dir().join(format!("lp-kremoved-{}", std::process::id()));
+        let (old, new) = (dir.join("old"), dir.join("new"));
+        for (tree, kconfig) in [
+            (&old, "config FTRACE_MCOUNT_RECORD\n\tdef_bool y\n"),
+            (&new, "config FTRACE_MCOUNT_USE_CC\n\tdef_bool y\n"),
+        ] {
+            fs::create_dir_all(tree.join("kernel/trace")).unwrap();
+            fs::write(tree.join("kernel/trace/Kconfig"), kconfig).unwrap();
+        }
+        assert!(removed_options(&old).is_empty());
+        assert_eq!(removed_options(&new), ["FTRACE_MCOUNT_RECORD"]);
+        // A 7.x .config: no FTRACE_MCOUNT_RECORD, whatever the fragment asks.
+        let frag = dir.join("frag.config");
+        fs::write(&frag, "CONFIG_FTRACE_MCOUNT_RECORD=y\n").unwrap();
+        let config = dir.join(".config");
+        fs::write(
+            &config,
+            "CONFIG_64BIT=y\nCONFIG_MODULES=y\nCONFIG_LIVEPATCH=y\nCONFIG_DYNAMIC_FTRACE=y\n\
+             CONFIG_UNWINDER_ORC=y\nCONFIG_HAVE_RELIABLE_STACKTRACE=y\nCONFIG_STACKTRACE=y\n\
+             CONFIG_KALLSYMS_ALL=y\nCONFIG_X86_KERNEL_IBT=y\nCONFIG_DYNAMIC_FTRACE_WITH_ARGS=y\n",
+        )
+        .unwrap();
+        check_config(&config, std::slice::from_ref(&frag), &removed_options(&new)).unwrap();
+        let err = format!(
+            "{:#}",
+            check_config(&config, &[frag], &removed_options(&old)).unwrap_err()
+        );
+        assert!(
+            err.contains("CONFIG_FTRACE_MCOUNT_RECORD: wanted y, got n"),
+            "{err}"
+        );
+        assert!(
+            err.contains("CONFIG_FTRACE_MCOUNT_RECORD: required y"),
+            "{err}"
+        );
         fs::remove_dir_all(&dir).ok();
     }
 

@@ -21,14 +21,14 @@ tasks:
             LP_E2E_KERNELS (default 6.12) (what .ci/run calls)
   test      all tests (no kernel, no VM)
   e2e       lp-build on every case of test-kernels/cases, each module proven in the VM
-            [--kernel 6.12|6.1] [--case DIR ...]
+            [--kernel 6.12|6.1|7.2] [--case DIR ...]
   demo      the whole story on the bundled test kernel: build it, patch /proc/cmdline,
             show the behaviour before, while patched and after in the VM
   bench     the differ over the real-object corpus (total, slowest pair, peak memory);
             --warm [--kernel VER]: lp-build's warm path on the test kernel beside its floor
             --distro NAME [--root DIR]: cold and warm on a distribution's stock kernel, from
             its extracted packages, beside a whole build of its configuration
-  kernel    build the test kernel [--kernel 6.12|6.1] [--source DIR] [-j N]
+  kernel    build the test kernel [--kernel 6.12|6.1|7.2] [--source DIR] [-j N]
   vm        boot the test VM [--kernel VER] [--ko FILE.ko ...] [--file FILE ...] [--script FILE]
   vm-selftest  boot the test kernel and load/unload the kernel's sample livepatch [--kernel VER]
   dist      the Debian package (binaries, man pages, completions, lpctl.service) in

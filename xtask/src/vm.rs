@@ -587,7 +587,7 @@ pub fn task(rest: &[String]) -> Result<()> {
             }
             "--quiet" => echo = false,
             other => bail!(
-                "vm: unknown argument `{other}`\nusage: cargo xtask vm [--kernel 6.12|6.1] \
+                "vm: unknown argument `{other}`\nusage: cargo xtask vm [--kernel 6.12|6.1|7.2] \
                  [--source DIR] [--ko FILE.ko ...] [--file FILE ...] [--script FILE] \
                  [--append ARG] [--timeout SECONDS] [--quiet]"
             ),
@@ -657,7 +657,7 @@ pub fn selftest(rest: &[String]) -> Result<()> {
             "--echo" => echo = true,
             other => bail!(
                 "vm-selftest: unknown argument `{other}`\n\
-                 usage: cargo xtask vm-selftest [--kernel 6.12|6.1] [--source DIR] [--echo]"
+                 usage: cargo xtask vm-selftest [--kernel 6.12|6.1|7.2] [--source DIR] [--echo]"
             ),
         }
     }

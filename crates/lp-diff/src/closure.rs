@@ -249,6 +249,15 @@ impl<'a, 'b> Closure<'a, 'b> {
             Target::Sec { sec: t, .. } => {
                 let ts = &self.p.obj.sections[t];
                 let tname = ts.name_str().into_owned();
+                // Code that refers to its own entry of a special table (7.x's x86 `WARN()` and
+                // `WARN_ONCE()` hand their `__bug_table` entry to `__WARN_trap`, and the entry
+                // holds the once state): the entry is kept with the code that it is anchored
+                // in (special sections) and the reference points at the kept copy.
+                if crate::special::spec(self.p.arch, &tname).is_some()
+                    && self.p.sec_name(sec) != tname
+                {
+                    return;
+                }
                 let shared_ok = !ts.is_alloc()
                     || ts.flags & SHF_WRITE == 0
                     || names::is_flag_section(&tname)

@@ -9,6 +9,7 @@ use crate::correlate::Correlation;
 use crate::names;
 use crate::view::{Target, View};
 use lp_elf::SectionData;
+use std::collections::BTreeMap;
 
 /// The state of a patched element relative to ORIG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,8 +93,68 @@ fn targets_equal(o: &View, p: &View, c: &Correlation, ot: &Target, pt: &Target) 
     }
 }
 
+/// The section and offset of a reference from code into a special table (`__bug_table`, ...),
+/// which 7.x's x86 `WARN()` and `WARN_ONCE()` make: `lea 2f(%rip)` where `2:` is the call's own
+/// `__bug_table` entry, handed to `__WARN_trap` (the entry also holds the once state).
+fn table_entry(v: &View, sec: usize, r: &lp_elf::Reloc) -> Option<(usize, u64)> {
+    match v.target(sec, r) {
+        Target::Sec { sec: t, addend }
+            if crate::special::spec(v.arch, &v.sec_name(t)).is_some() =>
+        {
+            let off = addend.saturating_add(v.pc_adjust(sec, r));
+            Some((t, u64::try_from(off).ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// True when two references into a special table name equivalent entries: the same kind of
+/// relocation at the same place of each entry with equal targets (the anchor in the function
+/// itself, the format and file strings). The entry's place in the table is not compared: it
+/// moves whenever another function of the file gains or loses a `WARN`. The entry's plain bytes
+/// (line, flags) are not compared either: the line moves with unrelated edits.
+/// FIXME: a change of flags alone (`WARN` to `WARN_ONCE` with the same format) is not seen.
+fn table_entries_equal(
+    o: &View,
+    (otab, ooff): (usize, u64),
+    p: &View,
+    (ptab, poff): (usize, u64),
+    c: &Correlation,
+    size: Option<u64>,
+) -> bool {
+    if c.sec_p2o.get(ptab).copied().flatten() != Some(otab) {
+        return false;
+    }
+    // Without the entry size only the anchor (the entry's first field) is compared.
+    let len = size.unwrap_or(1);
+    fn entry<'v>(v: &'v View, tab: usize, start: u64, len: u64) -> Vec<&'v lp_elf::Reloc> {
+        let mut rs: Vec<&lp_elf::Reloc> = v
+            .relocs(tab)
+            .iter()
+            .filter(|r| r.offset >= start && r.offset < start.saturating_add(len))
+            .collect();
+        rs.sort_by_key(|r| r.offset);
+        rs
+    }
+    let (ors, prs) = (entry(o, otab, ooff, len), entry(p, ptab, poff, len));
+    !prs.is_empty()
+        && ors.len() == prs.len()
+        && ors.iter().zip(&prs).all(|(a, b)| {
+            a.offset - ooff == b.offset - poff
+                && a.r_type == b.r_type
+                && targets_equal(o, p, c, &o.target(otab, a), &p.target(ptab, b))
+        })
+}
+
 /// Compares relocations of two sections; true when equivalent.
-fn relocs_equal(o: &View, osec: usize, p: &View, psec: usize, c: &Correlation) -> bool {
+fn relocs_equal(
+    o: &View,
+    osec: usize,
+    p: &View,
+    psec: usize,
+    c: &Correlation,
+    sizes: &BTreeMap<String, u64>,
+) -> bool {
     let (or, pr) = (o.relocs(osec), p.relocs(psec));
     if or.len() != pr.len() {
         return false;
@@ -103,15 +164,22 @@ fn relocs_equal(o: &View, osec: usize, p: &View, psec: usize, c: &Correlation) -
     or.sort_by_key(|r| r.offset);
     pr.sort_by_key(|r| r.offset);
     or.iter().zip(&pr).all(|(a, b)| {
-        a.offset == b.offset
-            && a.r_type == b.r_type
-            && targets_equal(
+        if a.offset != b.offset || a.r_type != b.r_type {
+            return false;
+        }
+        match (table_entry(o, osec, a), table_entry(p, psec, b)) {
+            (Some(oe), Some(pe)) => {
+                let size = sizes.get(p.sec_name(pe.0).as_ref()).copied();
+                table_entries_equal(o, oe, p, pe, c, size)
+            }
+            _ => targets_equal(
                 o,
                 p,
                 c,
                 &o.compare_target(osec, a),
                 &p.compare_target(psec, b),
-            )
+            ),
+        }
     })
 }
 
@@ -195,7 +263,15 @@ fn explain(o: &View, osec: usize, p: &View, psec: usize) -> String {
 }
 
 /// Compares the objects.
-pub fn compare(o: &View, p: &View, c: &Correlation, explain_changes: bool) -> Comparison {
+///
+/// `entry_sizes`: the special sections' entry sizes, for references from code to table entries.
+pub fn compare(
+    o: &View,
+    p: &View,
+    c: &Correlation,
+    explain_changes: bool,
+    entry_sizes: &BTreeMap<String, u64>,
+) -> Comparison {
     let mut sec = vec![Status::New; p.obj.sections.len()];
     let mut line_only = Vec::new();
     for (psec, s) in p.obj.sections.iter().enumerate() {
@@ -206,7 +282,7 @@ pub fn compare(o: &View, p: &View, c: &Correlation, explain_changes: bool) -> Co
             continue;
         };
         let bytes_same = data_equal(o, osec, p, psec);
-        let relocs_same = relocs_equal(o, osec, p, psec, c);
+        let relocs_same = relocs_equal(o, osec, p, psec, c, entry_sizes);
         sec[psec] = if bytes_same && relocs_same {
             Status::Same
         } else if relocs_same && s.is_exec() {

@@ -275,6 +275,36 @@ fn convert_one(
     };
     Ok(Some(match (&target, via_section, internal) {
         (Target::Sym { .. }, Some(s), true) if rsym.is_section() => (To::Section(s), r.addend),
+        // A reference from code to an entry of a special table (7.x's x86 `WARN()` and
+        // `WARN_ONCE()` hand their own `__bug_table` entry, which holds the once state, to
+        // `__WARN_trap`): the table is compacted in the output, so to the kept copy.
+        (Target::Sec { sec: t, addend }, Some(s), _) if x.plan.special_keep.contains_key(t) => {
+            let kept = &x.plan.special_keep[t];
+            let off = addend.saturating_add(p.pc_adjust(psec, r));
+            let moved = u64::try_from(off)
+                .ok()
+                .and_then(|o| Some((o, kept.output_offset(o)?)));
+            match moved {
+                Some((from, to)) => {
+                    let delta = i64::try_from(to)
+                        .unwrap_or(i64::MAX)
+                        .saturating_sub(i64::try_from(from).unwrap_or(i64::MAX));
+                    (
+                        To::Section(s),
+                        r.addend.saturating_add(sym_value).saturating_add(delta),
+                    )
+                }
+                None => {
+                    out.push(Refusal::ForeignTableEntry {
+                        section: p.sec_name(psec).into_owned(),
+                        offset: r.offset,
+                        table: p.sec_name(*t).into_owned(),
+                        entry: u64::try_from(off).unwrap_or(0),
+                    });
+                    return Ok(None);
+                }
+            }
+        }
         (Target::Str(_) | Target::Const(_) | Target::Sec { .. }, Some(s), _) => {
             (To::Section(s), r.addend.saturating_add(sym_value))
         }

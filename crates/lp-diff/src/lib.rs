@@ -330,7 +330,7 @@ pub fn diff_objects(
 
     let hooks = hooks::read(&p, &mut refusals); // 1. hooks
     let corr = correlate::correlate(&o, &p); // 2. correlate
-    let cmp = compare::compare(&o, &p, &corr, opts.explain); // 3. compare
+    let cmp = compare::compare(&o, &p, &corr, opts.explain, &opts.entry_sizes); // 3. compare
     let mut cl = closure::Closure::new(&p, &corr, &cmp, hooks, opts); // 4. plan the closure
     checks::changes(&cl, &mut refusals); // 5. refusals
     checks::ftrace(&o, &cl, &mut refusals);

@@ -44,6 +44,8 @@ pub enum Kind {
     UnusedReadOnlyData,
     /// A relocation to data the patch does not carry and the kernel cannot name.
     UnreachableData,
+    /// Code that refers to an entry of a special table belonging to no patched function.
+    ForeignTableEntry,
     /// A symbol the running kernel does not have.
     NotInParent,
     /// A symbol whose position among same-named ones cannot be told.
@@ -58,7 +60,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in catalogue order.
-    pub const ALL: [Kind; 21] = [
+    pub const ALL: [Kind; 22] = [
         Kind::KpatchForce,
         Kind::UnknownAnnotation,
         Kind::UnknownKlpCallback,
@@ -75,6 +77,7 @@ impl Kind {
         Kind::ModuleKey,
         Kind::UnusedReadOnlyData,
         Kind::UnreachableData,
+        Kind::ForeignTableEntry,
         Kind::NotInParent,
         Kind::AmbiguousPosition,
         Kind::KlpName,
@@ -101,6 +104,7 @@ impl Kind {
             Kind::ModuleKey => "module-key",
             Kind::UnusedReadOnlyData => "unused-read-only-data",
             Kind::UnreachableData => "unreachable-data",
+            Kind::ForeignTableEntry => "foreign-table-entry",
             Kind::NotInParent => "not-in-parent",
             Kind::AmbiguousPosition => "ambiguous-position",
             Kind::KlpName => "klp-name",
@@ -154,6 +158,10 @@ impl Kind {
             }
             Kind::UnreachableData => {
                 "give the data a name (a static variable) or keep the patched code from using it"
+            }
+            Kind::ForeignTableEntry => {
+                "patch the function the entry belongs to as well (7.x's WARN()/WARN_ONCE() hand \
+                 their own __bug_table entry to __WARN_trap)"
             }
             Kind::NotInParent => {
                 "build the patch against the source and config of the running kernel"
@@ -276,6 +284,17 @@ pub enum Refusal {
         /// Its offset.
         offset: u64,
     },
+    /// Code that refers to an entry of a special table that belongs to no patched function.
+    ForeignTableEntry {
+        /// The section holding the reference.
+        section: String,
+        /// Its offset.
+        offset: u64,
+        /// The table (`__bug_table`).
+        table: String,
+        /// The offset it refers to in the table.
+        entry: u64,
+    },
     /// A symbol the running kernel does not have.
     NotInParent {
         /// The section referring to it (or the function's section).
@@ -349,6 +368,7 @@ impl Refusal {
             Refusal::ModuleKey { .. } => Kind::ModuleKey,
             Refusal::UnusedReadOnlyData { .. } => Kind::UnusedReadOnlyData,
             Refusal::UnreachableData { .. } => Kind::UnreachableData,
+            Refusal::ForeignTableEntry { .. } => Kind::ForeignTableEntry,
             Refusal::NotInParent { .. } => Kind::NotInParent,
             Refusal::AmbiguousPosition { .. } => Kind::AmbiguousPosition,
             Refusal::KlpName { .. } => Kind::KlpName,
@@ -376,6 +396,7 @@ impl Refusal {
             | Refusal::ModuleKey { section, .. }
             | Refusal::UnusedReadOnlyData { section, .. }
             | Refusal::UnreachableData { section, .. }
+            | Refusal::ForeignTableEntry { section, .. }
             | Refusal::NotInParent { section, .. }
             | Refusal::AmbiguousPosition { section, .. }
             | Refusal::KlpName { section, .. }
@@ -476,6 +497,15 @@ impl Refusal {
             Refusal::UnreachableData { section, offset } => format!(
                 "a relocation at {section}+{offset:#x} points to data the patch does not carry \
                  and the running kernel cannot provide by name"
+            ),
+            Refusal::ForeignTableEntry {
+                section,
+                offset,
+                table,
+                entry,
+            } => format!(
+                "{section}+{offset:#x} refers to {table}+{entry:#x}, an entry that belongs to no \
+                 patched function, so the patch cannot carry it"
             ),
             Refusal::NotInParent { symbol, object, .. } => format!(
                 "`{symbol}` is not in the symbol table of {object}: the running kernel does not \

@@ -7,7 +7,9 @@
 //! `expect-section: NAME SIZE` (a section of the patch object), `expect-refusals:` (the kinds of
 //! the refusal catalogue, `lp_diff::refusal::Kind`, of every error: a sorted comma list, which
 //! every refused fixture must give); `object:` (the livepatch object
-//! name, default vmlinux) and `entry-size: SECTION=BYTES` are options of the diff.
+//! name, default vmlinux) and `entry-size: SECTION=BYTES` are options of the diff;
+//! `expect-table-refs: SECTION`: every reference from code into that special table lands on the
+//! start of an entry anchored in the same code section.
 
 use lp_diff::{diff, DiffOptions, Outcome};
 use std::path::{Path, PathBuf};
@@ -243,6 +245,51 @@ fn check_case(dir: &Path) -> Result<(), String> {
                     .and_then(|o| o.section_by_name(sec).map(|i| o.sections[i].size()));
                 if got != Some(size) {
                     problems.push(format!("section {sec}: size {got:?}, expected {size}"));
+                }
+            }
+            "expect-table-refs" => {
+                // Every reference from code into the table (a `lea` of its own entry, 7.x's x86
+                // WARN) lands on the start of an entry anchored in that same code section.
+                let Some(out) = &out else {
+                    problems.push("no output object".into());
+                    continue;
+                };
+                let size = opts.entry_sizes.get(value).copied().unwrap_or(1);
+                let Some(tab) = out.section_by_name(value) else {
+                    problems.push(format!("no {value} in the patch object"));
+                    continue;
+                };
+                let map = out.reloc_section_map();
+                let anchor_of = |entry: u64| {
+                    out.relocs_for(&map, tab)
+                        .iter()
+                        .find(|r| r.offset == entry)
+                        .and_then(|r| out.symbols[r.sym as usize].section_index())
+                };
+                let mut refs = 0;
+                for (sec, s) in out.sections.iter().enumerate() {
+                    if !s.is_exec() {
+                        continue;
+                    }
+                    for r in out.relocs_for(&map, sec) {
+                        if out.symbols[r.sym as usize].section_index() != Some(tab) {
+                            continue;
+                        }
+                        refs += 1;
+                        // PC32 from the end of a `lea`'s displacement.
+                        let entry = r.addend + 4;
+                        if entry < 0 || !(entry as u64).is_multiple_of(size) {
+                            problems.push(format!("{value}+{entry:#x}: not an entry start"));
+                        } else if anchor_of(entry as u64) != Some(sec) {
+                            problems.push(format!(
+                                "{value}+{entry:#x}, referenced from {}, is anchored elsewhere",
+                                s.name_str()
+                            ));
+                        }
+                    }
+                }
+                if refs == 0 {
+                    problems.push(format!("no code refers to {value}"));
                 }
             }
             _ => {}
