@@ -133,7 +133,59 @@ fn bench(rest: &[String]) -> Result<()> {
         "lp-diff",
         "--example",
         "corpus_bench",
-    ]))
+    ]))?;
+    whole_process_bench()
+}
+
+/// The differ as a whole process (`lp-build diff ORIG PATCHED -o OUT`, start-up included) over
+/// every pair of the x86_64 corpus, one process per pair, best of 5 runs of the whole corpus.
+fn whole_process_bench() -> Result<()> {
+    run(cargo().args(["build", "--release", "-q", "-p", "lp-build"]))?;
+    let lp_build = root().join("target/release/lp-build");
+    let corpus = std::env::var_os("LP_CORPUS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/corpus/kpatch-unit-x86_64"));
+    let tsv = std::fs::read_to_string(corpus.join("cases.tsv"))
+        .with_context(|| format!("reading {}/cases.tsv", corpus.display()))?;
+    let cases: Vec<&str> = tsv
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split('\t').next())
+        .collect();
+    let out = std::env::temp_dir().join(format!("lp-bench-{}.o", std::process::id()));
+    let mut best = f64::MAX;
+    let mut slowest = (0.0f64, "");
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        for c in &cases {
+            let one = std::time::Instant::now();
+            Command::new(&lp_build)
+                .arg("diff")
+                .arg(corpus.join(format!("{c}.ORIG.o")))
+                .arg(corpus.join(format!("{c}.PATCHED.o")))
+                .arg("-o")
+                .arg(&out)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()?;
+            let d = one.elapsed().as_secs_f64();
+            if d > slowest.0 {
+                slowest = (d, c);
+            }
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let _ = std::fs::remove_file(&out);
+    println!(
+        "whole process: {} pairs, one `lp-build diff` each: {:.0} ms (best of 5), {:.1} ms per \
+         pair; slowest single run {:.0} ms ({})",
+        cases.len(),
+        best * 1000.0,
+        best * 1000.0 / cases.len().max(1) as f64,
+        slowest.0 * 1000.0,
+        slowest.1
+    );
+    Ok(())
 }
 
 fn test(_rest: &[String]) -> Result<()> {

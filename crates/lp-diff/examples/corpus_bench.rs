@@ -19,7 +19,7 @@ fn main() {
             let opts = lp_diff::DiffOptions {
                 object_name: "vmlinux".into(),
                 source_name: c.name.clone(),
-                entry_sizes: c.entry_sizes(),
+                entry_sizes: c.fixed_entry_sizes(),
                 alias_prefix: "__lp_b_".into(),
                 ..Default::default()
             };

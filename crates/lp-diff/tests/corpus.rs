@@ -9,24 +9,10 @@ use std::collections::{BTreeMap, HashSet};
 /// Cases where we decide differently from the reference on purpose: (case, reason).
 const DELIBERATE: &[(&str, &str)] = &[];
 
-/// Entry sizes where the corpus's default does not fit the objects, which the differ now checks:
-/// (case, section, bytes, evidence).
-const SIZE_FIXES: &[(&str, &str, u64, &str)] = &[(
-    "static-call-pr-1315",
-    ".altinstructions",
-    12,
-    "552 bytes: 46 entries of 12 (this kernel's alt_instr has a u32 ft_flags), not 13; cut at 13 \
-     the patched function's alternatives were garbage",
-)];
-
+/// Entry sizes where the corpus's default does not fit the objects: `lp_testutil::SIZE_FIXES`
+/// (with the evidence for each).
 fn entry_sizes(case: &lp_testutil::Case) -> BTreeMap<String, u64> {
-    let mut sizes = case.entry_sizes();
-    for (c, sec, size, _) in SIZE_FIXES {
-        if *c == case.name {
-            sizes.insert(sec.to_string(), *size);
-        }
-    }
-    sizes
+    case.fixed_entry_sizes()
 }
 
 fn options(case: &lp_testutil::Case) -> DiffOptions {
