@@ -581,10 +581,10 @@ fn find_kos(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// An exclusive claim on a kernel cache directory: `<dir>/.lock` holding our pid, created
 /// with `create_new`, removed on drop; a lock whose process is gone is taken over.
-struct DirLock(PathBuf);
+pub struct DirLock(PathBuf);
 
 impl DirLock {
-    fn acquire(dir: &Path) -> Result<DirLock> {
+    pub fn acquire(dir: &Path) -> Result<DirLock> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(".lock");
         let me = std::process::id();
