@@ -367,7 +367,6 @@ pub fn bench_dbg(name: &str) -> Result<()> {
 }
 
 fn files_equal(a: &Path, b: &Path) -> Result<bool> {
-    use std::io::Read;
     let open = |p: &Path| {
         fs::File::open(p)
             .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
