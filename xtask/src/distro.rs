@@ -146,10 +146,21 @@ pub fn download(d: &Distro) -> Result<Vec<PathBuf>> {
         .collect();
     if !missing.is_empty() {
         let start = Instant::now();
-        let mut cmd = Command::new("apt-get");
-        cmd.arg("download")
-            .args(missing.iter().map(|p| format!("{p}={}", d.version)));
-        kernel::run_in(&debs, &mut cmd).with_context(|| {
+        let fetch = || {
+            let mut cmd = Command::new("apt-get");
+            cmd.arg("download")
+                .args(missing.iter().map(|p| format!("{p}={}", d.version)));
+            kernel::run_in(&debs, &mut cmd)
+        };
+        // Maybe the package lists were never fetched on this machine: once more after an update.
+        let fetched = fetch().or_else(|e| {
+            if !kernel::is_root() {
+                return Err(e);
+            }
+            let _ = Command::new("apt-get").arg("update").status();
+            fetch()
+        });
+        fetched.with_context(|| {
             format!(
                 "downloading {} packages of Debian {} (is bookworm-security in the apt \
                  sources, and was `apt-get update` run?)",
@@ -270,6 +281,8 @@ fn stock_module(root: &Path, d: &Distro, rel: &str) -> Result<PathBuf> {
 /// Downloads (when missing) and extracts (when changed) the packages of `name`.
 pub fn ensure(name: &str) -> Result<DistroKernel> {
     let d = *find(name)?;
+    // qemu, busybox, gcc for the guest's helper: what the VM needs, as for the test kernels.
+    kernel::ensure_host_packages(None)?;
     let debs = download(&d)?;
     let base = dir().join(d.name);
     fs::create_dir_all(&base).with_context(|| format!("cannot create {}", base.display()))?;

@@ -26,6 +26,8 @@ pub const DEFAULT_VERSION: &str = "6.12";
 const HOST_PACKAGES: &[(&str, &str)] = &[
     ("make", "/usr/bin/make"),
     ("gcc", "/usr/bin/gcc"),
+    // The guest's static lp-finit helper (test-kernels/guest/finit.c) links libc.a.
+    ("libc6-dev", "/usr/lib/x86_64-linux-gnu/libc.a"),
     ("flex", "/usr/bin/flex"),
     ("bison", "/usr/bin/bison"),
     ("bc", "/usr/bin/bc"),
@@ -674,7 +676,7 @@ fn jobs(asked: Option<usize>) -> usize {
     asked.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // `Uid:` real, effective, ... in /proc/self/status; no libc needed.
     fs::read_to_string("/proc/self/status")
         .ok()

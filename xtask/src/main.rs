@@ -19,7 +19,8 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   ci        fmt check, clippy -D warnings, the test kernel, all tests (those that compile
             kernel sources against its build included), then e2e on the kernels of
-            LP_E2E_KERNELS (default 6.12) (what .ci/run calls)
+            LP_E2E_KERNELS (default 6.12) and on the stock kernels of LP_E2E_DISTROS
+            (default debian-6.12) (what .ci/run calls)
   test      all tests (no kernel, no VM)
   e2e       lp-build on every case of test-kernels/cases, each module proven in the VM
             [--kernel 6.12|6.1 | --distro debian-6.12|debian-6.1] [--case DIR ...]
@@ -30,7 +31,8 @@ tasks:
             --dbg [--distro NAME]: vmlinux out of the debug package, stop-at-file vs dpkg-deb|tar
   kernel    build the test kernel [--kernel 6.12|6.1] [--source DIR] [-j N]
   vm        boot the test VM [--kernel VER] [--ko FILE.ko ...] [--file FILE ...] [--script FILE]
-  vm-selftest  boot the test kernel and load/unload the kernel's sample livepatch [--kernel VER]
+  vm-selftest  boot the test kernel and load/unload the kernel's sample livepatch [--kernel VER];
+            --distro NAME: boot the stock kernel, load/use/unload its own binfmt_misc
   distro    download and extract a distribution's stock kernel packages (no install)
             --distro debian-6.12|debian-6.1
   dist      the Debian package (binaries, man pages, completions, lpctl.service) in
@@ -112,6 +114,13 @@ fn ci(_rest: &[String]) -> Result<()> {
         .env("LP_TEST_KERNEL_BUILD", &k.build))?;
     for k in kernels.split_whitespace() {
         e2e::task(&["--kernel".to_string(), k.to_string()])?;
+    }
+    // The stock kernels of a distribution (LP_E2E_DISTROS, default debian-6.12; empty: none):
+    // the stock boot with its own module first, then the cases that list it in `distros = `.
+    let distros = std::env::var("LP_E2E_DISTROS").unwrap_or_else(|_| "debian-6.12".into());
+    for d in distros.split_whitespace() {
+        vm::selftest(&["--distro".to_string(), d.to_string()])?;
+        e2e::task(&["--distro".to_string(), d.to_string()])?;
     }
     Ok(())
 }
