@@ -423,10 +423,7 @@ mod tests {
             assert!(kernel::VERSIONS.contains(&d.series), "{}", d.name);
             let dbg: Vec<_> = d.packages.iter().filter(|p| p.ends_with("-dbg")).collect();
             assert_eq!(dbg.len(), 1, "{}: one debug package", d.name);
-            assert_eq!(
-                dbg[0].to_string(),
-                format!("linux-image-{}-dbg", d.release)
-            );
+            assert_eq!(dbg[0].to_string(), format!("linux-image-{}-dbg", d.release));
             assert!(d
                 .packages
                 .contains(&format!("linux-headers-{}", d.release).as_str()));
@@ -449,7 +446,8 @@ mod tests {
         ] {
             fs::write(s.0.join(f), b"").unwrap();
         }
-        let name = |p: Option<PathBuf>| p.map(|p| p.file_name().unwrap().to_string_lossy().into_owned());
+        let name =
+            |p: Option<PathBuf>| p.map(|p| p.file_name().unwrap().to_string_lossy().into_owned());
         assert_eq!(
             name(package_file(&s.0, "linux-kbuild-6.1", "6.1.192-3")).as_deref(),
             Some("linux-kbuild-6.1_6.1.192-3_amd64.deb")

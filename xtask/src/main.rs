@@ -137,7 +137,10 @@ fn option<'a>(rest: &'a [String], name: &str) -> Option<&'a str> {
 fn distro_task(rest: &[String]) -> Result<()> {
     let name = option(rest, "--distro").unwrap_or("debian-6.12");
     let k = distro::ensure(name)?;
-    println!("{} ({}, Debian {})", name, k.distro.release, k.distro.version);
+    println!(
+        "{} ({}, Debian {})",
+        name, k.distro.release, k.distro.version
+    );
     println!("  root     {}", k.root.display());
     println!("  vmlinuz  {}", k.vmlinuz.display());
     println!("  vmlinux  {}", k.vmlinux.display());

@@ -767,7 +767,10 @@ pub fn selftest(rest: &[String]) -> Result<()> {
 fn distro_selftest(name: &str, echo: bool) -> Result<()> {
     let t0 = Instant::now();
     let script = crate::root().join("test-kernels/guest/distro-selftest.sh");
-    let work = crate::root().join("target/distro").join(name).join("selftest");
+    let work = crate::root()
+        .join("target/distro")
+        .join(name)
+        .join("selftest");
     let mut vm = distro_vm(name, &script, &work)?;
     let t_ready = t0.elapsed();
     vm.echo = echo;
