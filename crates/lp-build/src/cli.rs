@@ -102,6 +102,15 @@ pub struct BuildArgs {
     /// Module.symvers and the modules' .ko) [default: /lib/modules/$(uname -r)/build/vmlinux].
     #[arg(short = 'v', long = "vmlinux", value_name = "FILE")]
     pub vmlinux: Option<PathBuf>,
+    /// Build for the distribution kernel of this release (`uname -r` of the target machine),
+    /// from its packages: headers, debug vmlinux, modules and source package [default: the
+    /// running kernel's release, when /lib/modules/RELEASE/build is a headers package].
+    #[arg(short = 'K', long = "kernel-release", value_name = "RELEASE")]
+    pub kernel_release: Option<String>,
+    /// Where the distribution's packages are installed or extracted (`dpkg -x` of each package
+    /// into one directory); absolute symlinks inside it are read relative to it [default: /].
+    #[arg(long = "root", value_name = "DIR")]
+    pub root: Option<PathBuf>,
     /// Parallel make jobs [default: the number of CPUs].
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<std::num::NonZeroUsize>,

@@ -132,6 +132,11 @@ struct Checked {
     sign: crate::sign::Plan,
     module: String,
     output_dir: PathBuf,
+    /// The compiler command kbuild runs (through the wrapper): `gcc`, or the one named in a
+    /// distribution kernel's `CONFIG_CC_VERSION_TEXT`.
+    cc: String,
+    /// A distribution kernel built from its packages (`None`: a complete build directory).
+    packaged: Option<crate::packaged::Packaged>,
 }
 
 /// An object pair after the patched build (copies in the run's temporary directory).
@@ -269,6 +274,27 @@ fn read_patches(paths: &[PathBuf]) -> Result<Vec<PatchInput>> {
     Ok(out)
 }
 
+/// Which kind of kernel the run builds for: `Some((root, release))` for a distribution kernel
+/// from its packages (`--root`/`-K`, or no `-v` and `/lib/modules/$(uname -r)/build` is a
+/// headers package), `None` for a kernel with a complete build directory.
+fn packaged_target(args: &BuildArgs) -> Result<Option<(PathBuf, String)>> {
+    if args.root.is_none() && args.kernel_release.is_none() {
+        if args.vmlinux.is_some() {
+            return Ok(None);
+        }
+        let root = PathBuf::from("/");
+        return Ok(crate::packaged::running_release()
+            .filter(|r| crate::packaged::build_link_is_headers(&root, r))
+            .map(|r| (root, r)));
+    }
+    let root = args.root.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let release = match &args.kernel_release {
+        Some(r) => r.clone(),
+        None => crate::packaged::default_release(&root)?,
+    };
+    Ok(Some((root, release)))
+}
+
 fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
     if args.patches.is_empty() {
         return Err(fail_hint(
@@ -279,6 +305,9 @@ fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
     }
     let patches = read_patches(&args.patches)?;
     let cwd = std::env::current_dir().context("reading the current directory")?;
+    if let Some((root, release)) = packaged_target(args)? {
+        return check_packaged(args, ui, scratch, patches, &cwd, &root, &release);
+    }
     let src = tree::open_source(args.sourcedir.as_deref().unwrap_or(&cwd))?;
     // The tree may still be patched by a run that died: take its lock and restore it before
     // looking at it.
@@ -388,6 +417,176 @@ fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked> {
         cc_line,
         module,
         output_dir,
+        cc: REAL_CC.to_string(),
+        packaged: None,
+    })
+}
+
+/// Phase 1 for a distribution kernel: its packages found under the root, the versions of
+/// image, debug vmlinux, headers and source checked against each other, the source unpacked or
+/// copied into the cache (lp-build's own tree: the user's is never written).
+fn check_packaged(
+    args: &BuildArgs,
+    ui: &Ui,
+    scratch: &Path,
+    patches: Vec<PatchInput>,
+    cwd: &Path,
+    root: &Path,
+    release: &str,
+) -> Result<Checked> {
+    use crate::packaged::{self, Source};
+    let p = packaged::find(
+        root,
+        release,
+        args.vmlinux.as_deref(),
+        args.sourcedir.as_deref(),
+        cwd,
+    )?;
+    let vmlinux = tree::check_vmlinux(&p.vmlinux)?;
+    let banner = packaged::banner(&vmlinux.bytes);
+    // The versions before the (long) unpack: the source package's against the image's.
+    packaged::check_versions(&p, banner.as_ref(), None)?;
+    let config_path = args.config.clone().unwrap_or_else(|| p.config.clone());
+    let (config_text, config) = tree::read_config(&config_path)?;
+    tree::check_config(&config, &config_path)?;
+    let cc = packaged::compiler_command(config.get("CONFIG_CC_VERSION_TEXT").map(String::as_str));
+    let cc_line = tree::compiler_version(&cc)?;
+    if args.skip_compiler_check {
+        ui.warn("--skip-compiler-check: not comparing the compiler with vmlinux's");
+    } else {
+        tree::check_compiler(
+            &vmlinux,
+            config.get("CONFIG_CC_VERSION_TEXT").map(String::as_str),
+            &cc_line,
+        )?;
+    }
+    let module = args.module_name()?;
+    let output_dir = match &args.output {
+        Some(o) => o.clone(),
+        None => cwd.to_path_buf(),
+    };
+    check_output_dir(&output_dir)?;
+    // lp-build's own copy of the source, under its lock.
+    let cache_root = cache::cache_root()?;
+    let identity = match &p.source {
+        Source::Tarball { path, .. } => crate::pristine::tarball_identity(path)?,
+        Source::Tree(t) => {
+            let t = fs::canonicalize(t).map_err(|e| {
+                fail_hint(
+                    Status::Input,
+                    format!("kernel source tree {}: {e}", t.display()),
+                    "pass the kernel source directory with -s/--sourcedir",
+                )
+            })?;
+            format!("tree {}", t.display())
+        }
+    };
+    let copy_dir = crate::pristine::location(&cache_root, &identity);
+    fs::create_dir_all(&copy_dir).map_err(|e| {
+        fail_hint(
+            Status::Input,
+            format!("cannot create {}: {e}", copy_dir.display()),
+            "set LP_BUILD_CACHE to a writable directory",
+        )
+    })?;
+    let (copy_lock, _) = Lock::acquire(&copy_dir.join("lock"), &copy_dir)?;
+    let tree_path = match &p.source {
+        Source::Tarball { path, .. } => {
+            if crate::pristine::is_unpacked(&copy_dir) {
+                crate::pristine::unpack_tarball(path, &copy_dir)?.0
+            } else {
+                ui.info(&format!(
+                    "source: unpacking {} into {} (once)",
+                    path.display(),
+                    copy_dir.display()
+                ));
+                let pr = ui.progress("unpacking the source");
+                let r = crate::pristine::unpack_tarball(path, &copy_dir);
+                pr.finish(r.is_ok());
+                r?.0
+            }
+        }
+        Source::Tree(t) => {
+            let t = tree::open_source(t)?;
+            let dst = copy_dir.join("linux");
+            let pr = ui.progress("copying the source tree");
+            let r = crate::pristine::sync_tree(&t.path, &dst);
+            pr.finish(r.is_ok());
+            let synced = r?;
+            if ui.debug {
+                ui.info(&format!(
+                    "source copy {}: {} file(s) copied, {} removed",
+                    dst.display(),
+                    synced.copied,
+                    synced.removed
+                ));
+            }
+            dst
+        }
+    };
+    drop(copy_lock);
+    let src = tree::open_source(&tree_path)?;
+    packaged::check_versions(&p, banner.as_ref(), Some(&src.version))?;
+    let tc = TreeCache::new(&cache_root, &src.path)?;
+    let (lock, stale) = Lock::acquire(&tc.lock_path(), &src.path)?;
+    if let Some(s) = stale {
+        ui.warn(&format!(
+            "a previous lp-build (pid {}) stopped without releasing {}: recovering",
+            s.pid,
+            tc.lock_path().display()
+        ));
+    }
+    recover(&tc, ui)?;
+    let (files, notes) = apply::apply_in_scratch_fuzz(&src.path, &patches, scratch, args.fuzz)?;
+    for n in notes {
+        ui.info(&format!("note: {n}"));
+    }
+    if files.iter().all(|f| f.orig == f.patched) {
+        return Err(fail_hint(
+            Status::NoChange,
+            "the patches change no file contents",
+            "the patch is already applied or reverts itself: there is nothing to live-patch",
+        ));
+    }
+    let view = packaged::headers_view(&cache_root, &p)?;
+    let objtool_on_module = tree::objtool_on_module(&src.path, &config);
+    let code_tables = code_tables(&config);
+    let sign = crate::sign::plan(
+        &config,
+        &view,
+        &crate::sign::Request {
+            key: args.sign_key.as_deref(),
+            cert: args.sign_cert.as_deref(),
+            no_sign: args.no_sign,
+        },
+    )?;
+    if let crate::sign::Plan::Unsigned(why) = &sign {
+        ui.warn(&format!(
+            "the module will not be signed ({why}): loading it taints the kernel (E); pass \
+             --sign-key/--sign-cert to sign it (a key the kernel trusts, e.g. an enrolled MOK)"
+        ));
+    }
+    Ok(Checked {
+        objtool_on_module,
+        code_tables,
+        sign,
+        src,
+        tc,
+        _lock: lock,
+        patches,
+        files,
+        vmlinux,
+        user_build: tree::UserBuild {
+            dir: view,
+            release: Some(p.release.clone()),
+        },
+        config_path,
+        config_text,
+        cc_line,
+        module,
+        output_dir,
+        cc,
+        packaged: Some(p),
     })
 }
 
@@ -461,11 +660,14 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
     let kb = Kbuild {
         src: &c.src.path,
         build: build_dir.clone(),
-        cc: format!("{} {} {REAL_CC}", wrapper.display(), ccwrap::SUBCOMMAND),
+        cc: format!("{} {} {}", wrapper.display(), ccwrap::SUBCOMMAND, c.cc),
         jobs,
         log: tmp_path.join("build.log"),
     };
-    let cache_state = original_build(&kb, &entry, &c, &key, ui)?;
+    let cache_state = match &c.packaged {
+        None => original_build(&kb, &entry, &c, &key, ui)?,
+        Some(_) => prepared_build(&kb, &entry, &c, &key, ui)?,
+    };
     times.add("original build", t.elapsed());
     drop(span);
     signals::check()?;
@@ -509,11 +711,27 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
     drop(span);
     signals::check()?;
 
-    let objects = Objects::read(&build_dir)?;
+    // Which binary each object is linked into: kbuild's records of a complete build, or for a
+    // distribution kernel the object's own compile command (module objects are compiled with
+    // -DMODULE and their module's name); vmlinux membership is checked with vmlinux's symbols.
+    let objects = match &c.packaged {
+        None => Some(Objects::read(&build_dir)?),
+        Some(_) => None,
+    };
     let mut ignored = Vec::new();
     let mut work: Vec<(Pair, Owner)> = Vec::new();
     for p in pairs {
-        match objects.owner(&p.rel) {
+        let owner = match &objects {
+            Some(o) => o.owner(&p.rel),
+            None => match crate::packaged::object_module(&build_dir, &p.rel) {
+                Some(name) => Owner::Module {
+                    path: name.clone(),
+                    name: name.replace('-', "_"),
+                },
+                None => Owner::Vmlinux,
+            },
+        };
+        match owner {
             Owner::Other => ignored.push(p.rel.clone()),
             owner => work.push((p, owner)),
         }
@@ -543,7 +761,7 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
 
     // Phase 6 before the diff: the differ needs the entry sizes.
     let t = Instant::now();
-    let entry_sizes = entry_sizes(&kb, &entry, &tmp_path, ui)?;
+    let entry_sizes = entry_sizes(&kb, &entry, &c, &tmp_path, ui)?;
     times.add("entry sizes", t.elapsed());
     signals::check()?;
 
@@ -570,6 +788,38 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
     })?;
     let vmlinux_parent = lp_diff::Parent::from_object(&vmlinux_obj, true);
     drop(vmlinux_obj);
+    if c.packaged.is_some() {
+        // Without kbuild's records of a complete build, an object compiled as built-in code
+        // belongs to vmlinux only when vmlinux has its source file's symbols.
+        work.retain(|(p, owner)| {
+            if *owner != Owner::Vmlinux {
+                return true;
+            }
+            let source = p
+                .rel
+                .rsplit('/')
+                .next()
+                .unwrap_or(&p.rel)
+                .replace(".o", ".c");
+            if vmlinux_parent.files.contains(&source) {
+                return true;
+            }
+            ui.warn(&format!(
+                "{} is not built into this kernel (vmlinux has no symbol of {source}) nor into \
+                 one of its modules: its changes are not in the livepatch",
+                p.rel
+            ));
+            ignored.push(p.rel.clone());
+            false
+        });
+        if work.is_empty() {
+            return Err(fail_hint(
+                Status::NoChange,
+                "the patches changed no object of this kernel's vmlinux or modules",
+                "the patched files are not part of the kernel's configuration",
+            ));
+        }
+    }
     let mut parents: BTreeMap<String, lp_diff::Parent> = BTreeMap::new();
     parents.insert("vmlinux".to_string(), vmlinux_parent);
     for (_, owner) in &work {
@@ -577,14 +827,24 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
             if parents.contains_key(name) {
                 continue;
             }
-            let ko = c.user_build.dir.join(format!("{path}.ko"));
-            let bytes = crate::input::read_input(
-                &ko,
-                "module",
-                crate::input::Kind::Object,
-                "the patch changes a module: its .ko must be in the running kernel's build \
-                 directory",
-            )?;
+            let (ko, bytes) = match &c.packaged {
+                None => {
+                    let ko = c.user_build.dir.join(format!("{path}.ko"));
+                    let bytes = crate::input::read_input(
+                        &ko,
+                        "module",
+                        crate::input::Kind::Object,
+                        "the patch changes a module: its .ko must be in the running kernel's \
+                         build directory",
+                    )?;
+                    (ko, bytes)
+                }
+                Some(p) => {
+                    let ko = crate::packaged::module_file(p, name)?;
+                    let bytes = crate::packaged::read_module(&ko)?;
+                    (ko, bytes)
+                }
+            };
             let obj = lp_elf::Object::parse_symbols_only(&bytes).map_err(|e| {
                 fail_hint(
                     Status::Input,
@@ -992,6 +1252,115 @@ fn original_build(
     Ok(if first { "cold" } else { "updated" })
 }
 
+/// The original build for a distribution kernel: lp-build's copy of the source configured with
+/// the distribution's configuration and prepared once (`olddefconfig prepare`: what kbuild needs
+/// to compile single objects), then only the objects of the patched `.c` files compiled, with
+/// function sections. No whole-kernel build.
+fn prepared_build(
+    kb: &Kbuild,
+    entry: &CacheEntry,
+    c: &Checked,
+    key: &str,
+    ui: &Ui,
+) -> Result<&'static str> {
+    let stamp = entry.dir.join("prepared");
+    let mut state = "warm";
+    if fs::read_to_string(&stamp).ok().as_deref() != Some(key) {
+        state = "cold";
+        ui.info(&format!(
+            "original build: preparing {} with the distribution's configuration (once)",
+            kb.build.display()
+        ));
+        let _ = fs::remove_file(&stamp);
+        fs::copy(&c.config_path, kb.build.join(".config")).with_context(|| {
+            format!(
+                "copying {} to {}",
+                c.config_path.display(),
+                kb.build.display()
+            )
+        })?;
+        make(
+            ui,
+            "configuring (olddefconfig)",
+            kb.command(&["olddefconfig"]),
+            &kb.log,
+            "configuring lp-build's copy of the source",
+        )?;
+        let (_, ours) = tree::read_config(&kb.build.join(".config"))?;
+        let changed =
+            crate::packaged::config_differences(&tree::parse_config(&c.config_text), &ours);
+        if !changed.is_empty() {
+            return Err(fail_hint(
+                Status::Input,
+                format!(
+                    "the source does not take the kernel's configuration as it is: `make \
+                     olddefconfig` changed {} option(s) ({}), so objects built here would not \
+                     match the running kernel",
+                    changed.len(),
+                    changed.join(", ")
+                ),
+                "use the source package of the kernel's exact version (and the host tools of \
+                 its distribution release)",
+            ));
+        }
+        make(
+            ui,
+            "preparing the source (make prepare)",
+            kb.command(&["prepare"]),
+            &kb.log,
+            "preparing lp-build's copy of the source",
+        )?;
+        write_atomic(&stamp, key.as_bytes())?;
+    } else {
+        ui.info(&format!(
+            "original build: reusing the prepared {}",
+            kb.build.display()
+        ));
+    }
+    let goals = packaged_goals(&c.files)?;
+    let goals: Vec<&str> = goals.iter().map(String::as_str).collect();
+    make(
+        ui,
+        "building the original objects",
+        kb.command(&goals),
+        &kb.log,
+        "building the original objects (without the patch)",
+    )?;
+    Ok(state)
+}
+
+/// The objects to compile for a distribution kernel: one per patched `.c` file. A changed
+/// header is refused: without a complete build lp-build cannot know every object that
+/// includes it.
+fn packaged_goals(files: &[apply::FileResult]) -> Result<Vec<String>> {
+    let mut goals = Vec::new();
+    let mut headers = Vec::new();
+    for f in files {
+        match f.path.strip_suffix(".c") {
+            Some(stem) if f.orig.is_some() && f.patched.is_some() => {
+                goals.push(format!("{stem}.o"))
+            }
+            Some(_) => headers.push(format!("{} (a new or deleted .c file)", f.path)),
+            None if f.orig == f.patched => {}
+            None => headers.push(f.path.clone()),
+        }
+    }
+    if !headers.is_empty() {
+        return Err(fail_hint(
+            Status::Refused,
+            format!(
+                "the patch changes {} for a distribution kernel: lp-build compiles only the \
+                 patched .c files of a packaged kernel and cannot know every object that a header \
+                 change reaches",
+                headers.join(", ")
+            ),
+            "move the change into the .c files that need it, or build the kernel once with \
+             `make O=DIR` and pass -v DIR/vmlinux (the full build considers every object)",
+        ));
+    }
+    Ok(goals)
+}
+
 /// The make goals that compile every object of vmlinux and the modules without linking
 /// anything (so nothing but the compiler runs, and no link-time object such as
 /// `init/version-timestamp.o` is rebuilt): the top Makefile's descend target, `.` (its
@@ -1135,6 +1504,7 @@ fn patched_build(
 fn entry_sizes(
     kb: &Kbuild,
     entry: &CacheEntry,
+    c: &Checked,
     tmp: &Path,
     ui: &Ui,
 ) -> Result<BTreeMap<String, u64>> {
@@ -1148,8 +1518,16 @@ fn entry_sizes(
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     fs::write(dir.join("lp_probe.c"), probe::probe_source())?;
     fs::write(dir.join("Kbuild"), "obj-m := lp_probe.o\n")?;
-    let mut cmd = kb.command(&[]);
-    cmd.arg(format!("M={}", dir.display())).arg("modules");
+    let mut cmd = match &c.packaged {
+        None => {
+            let mut cmd = kb.command(&[]);
+            cmd.arg(format!("M={}", dir.display()));
+            cmd
+        }
+        // Against the headers package, which the livepatch module is built against too.
+        Some(_) => module_make(c, &dir),
+    };
+    cmd.arg("modules");
     make(
         ui,
         "measuring special-section entries",
@@ -1204,16 +1582,8 @@ fn build_module(
         dir.display()
     );
     fs::write(dir.join("Kbuild"), kbuild)?;
-    let mut cmd = Command::new("make");
-    cmd.arg("-C")
-        .arg(&c.src.path)
-        .arg(format!("O={}", c.user_build.dir.display()))
-        .arg(format!("M={}", dir.display()))
-        .arg(format!("-j{jobs}"))
-        .arg("modules")
-        .env("LC_ALL", "C")
-        .env_remove(ccwrap::ENV_SAVE_DIR)
-        .env_remove("KBUILD_OUTPUT");
+    let mut cmd = module_make(c, &dir);
+    cmd.arg(format!("-j{jobs}")).arg("modules");
     let log = tmp.join("module.log");
     make(
         ui,
@@ -1270,6 +1640,26 @@ fn build_module(
         ui.info(&format!("module sources in {}", dir.display()));
     }
     Ok(out)
+}
+
+/// make for an external module in `dir`, against the running kernel's build: its complete
+/// build directory (`make -C SRC O=BUILD M=DIR`) or a distribution's headers package
+/// (`make -C HEADERS M=DIR`).
+fn module_make(c: &Checked, dir: &Path) -> Command {
+    let mut cmd = Command::new("make");
+    match &c.packaged {
+        None => cmd
+            .arg("-C")
+            .arg(&c.src.path)
+            .arg(format!("O={}", c.user_build.dir.display())),
+        Some(_) => cmd.arg("-C").arg(&c.user_build.dir),
+    };
+    cmd.arg(format!("M={}", dir.display()))
+        .env("LC_ALL", "C")
+        .env_remove(ccwrap::ENV_SAVE_DIR)
+        .env_remove(ccwrap::ENV_OBJTREE)
+        .env_remove("KBUILD_OUTPUT");
+    cmd
 }
 
 /// The code tables a kernel's configuration requires of module code.

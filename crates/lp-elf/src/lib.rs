@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+pub mod compress;
 pub mod klp;
 pub mod model;
 pub mod read;

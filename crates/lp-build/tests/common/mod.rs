@@ -31,7 +31,7 @@ HEADERS := $(wildcard $(srctree)/include/linux/*.h)
 # kbuild rebuilds an object when its command line changes: here, any change of CC or KCFLAGS
 # rebuilds everything.
 FLAGS := $(CC) $(KCFLAGS)
-ifneq ($(filter vmlinux . modules,$(MAKECMDGOALS)),)
+ifneq ($(filter vmlinux . modules %.o,$(MAKECMDGOALS)),)
 ifeq ($(M),)
 ifneq ($(shell cat $(objtree)/.flags 2>/dev/null),$(FLAGS))
 $(shell mkdir -p $(objtree) && echo '$(FLAGS)' > $(objtree)/.flags)
@@ -39,7 +39,7 @@ endif
 endif
 endif
 
-.PHONY: vmlinux modules olddefconfig
+.PHONY: vmlinux modules olddefconfig prepare
 
 ifneq ($(M),)
 # External modules (the entry-size probe).
@@ -53,7 +53,7 @@ $(objtree)/%.o: $(srctree)/%.c $(HEADERS) $(objtree)/.flags
 	@mkdir -p $(dir $@)
 	@echo "  CC      $*.o"
 	cd $(objtree) && $(CC) $(KCFLAGS) $(CFLAGS_KERNEL) -c -o $*.o $<
-	@echo 'cmd_$*.o := $(CC) $(KCFLAGS) -c -o $*.o $<' > $(dir $@).$(notdir $@).cmd
+	@echo 'cmd_$*.o := $(CC) $(KCFLAGS) $(if $(filter $*.o,$(MODULE_OBJS)),-DMODULE -DKBUILD_MODNAME=foo) -c -o $*.o $<' > $(dir $@).$(notdir $@).cmd
 	@if [ -n "$$LP_BUILD_SAVE_DIR" ] && [ -n "$$FAKE_KBUILD_SLEEP" ]; then sleep $$FAKE_KBUILD_SLEEP; fi
 	@if [ -z "$$LP_BUILD_SAVE_DIR" ] && [ -n "$$FAKE_ORIG_PAUSE" ]; then touch "$$FAKE_ORIG_PAUSE"; sleep 30; fi
 
@@ -81,6 +81,10 @@ $(objtree)/drivers/foo/foo.ko: $(addprefix $(objtree)/,$(MODULE_OBJS))
 	cd $(objtree) && printf '0x00000000\tfake_export\tvmlinux\tEXPORT_SYMBOL\t\n' > Module.symvers
 
 olddefconfig:
+	@test -f $(objtree)/.config
+
+# What a distribution kernel's copy needs before single objects compile.
+prepare:
 	@test -f $(objtree)/.config
 endif
 "#;
