@@ -30,12 +30,33 @@ expect_contains() {
 	esac
 }
 
-# load_ko FILE.ko [PARAMS...]: insmod from /lp/ko (or a path), failing with the reason.
+# load_ko FILE.ko [PARAMS...]: insmod from /lp/ko (or a path), failing with the reason;
+# FILE.ko.xz (.zst, .gz) when only that exists.
 load_ko() {
 	ko=$1
 	shift
 	case "$ko" in /*) ;; *) ko="$LP_KO_DIR/$ko" ;; esac
-	out=$(insmod "$ko" "$@" 2>&1) || fail "insmod $ko failed: $out"
+	# A distribution's stock module is shipped compressed (binfmt_misc.ko.xz): the same name
+	# loads that file as shipped.
+	if [ ! -e "$ko" ]; then
+		for z in .xz .zst .gz; do
+			if [ -e "$ko$z" ]; then
+				ko="$ko$z"
+				break
+			fi
+		done
+	fi
+	case "$ko" in
+	# As kmod loads it when the kernel decompresses modules itself (MODULE_DECOMPRESS).
+	*.ko.xz | *.ko.zst | *.ko.gz)
+		if [ -e /sys/module/compression ]; then
+			out=$(lp-finit "$ko" "$*" 2>&1) || fail "lp-finit $ko failed: $out"
+		else
+			out=$(insmod "$ko" "$@" 2>&1) || fail "insmod $ko failed: $out"
+		fi
+		;;
+	*) out=$(insmod "$ko" "$@" 2>&1) || fail "insmod $ko failed: $out" ;;
+	esac
 	log "loaded $ko"
 }
 

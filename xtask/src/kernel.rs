@@ -35,6 +35,8 @@ pub const DEFAULT_VERSION: &str = "6.12";
 const HOST_PACKAGES: &[(&str, &str)] = &[
     ("make", "/usr/bin/make"),
     ("gcc", "/usr/bin/gcc"),
+    // The guest's static lp-finit helper (test-kernels/guest/finit.c) links libc.a.
+    ("libc6-dev", "/usr/lib/x86_64-linux-gnu/libc.a"),
     ("flex", "/usr/bin/flex"),
     ("bison", "/usr/bin/bison"),
     ("bc", "/usr/bin/bc"),
@@ -714,10 +716,10 @@ fn find_kos(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 
 /// An exclusive claim on a kernel cache directory: `<dir>/.lock` holding our pid, created
 /// with `create_new`, removed on drop; a lock whose process is gone is taken over.
-struct DirLock(PathBuf);
+pub struct DirLock(PathBuf);
 
 impl DirLock {
-    fn acquire(dir: &Path) -> Result<DirLock> {
+    pub fn acquire(dir: &Path) -> Result<DirLock> {
         fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let path = dir.join(".lock");
         let me = std::process::id();
@@ -807,7 +809,7 @@ fn jobs(asked: Option<usize>) -> usize {
     asked.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // `Uid:` real, effective, ... in /proc/self/status; no libc needed.
     fs::read_to_string("/proc/self/status")
         .ok()

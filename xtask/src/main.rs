@@ -8,7 +8,9 @@ use std::process::Command;
 
 mod archmap;
 mod bench_distro;
+mod deb;
 mod dist;
+mod distro;
 mod e2e;
 mod kernel;
 mod vm;
@@ -18,19 +20,24 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   ci        fmt check, clippy -D warnings, the test kernel, all tests (those that compile
             kernel sources against its build included), then e2e on the kernels of
-            LP_E2E_KERNELS (default 6.12) (what .ci/run calls)
+            LP_E2E_KERNELS (default 6.12) and on the stock kernels of LP_E2E_DISTROS
+            (default debian-6.12) (what .ci/run calls)
   test      all tests (no kernel, no VM)
   e2e       lp-build on every case of test-kernels/cases, each module proven in the VM
-            [--kernel 6.12|6.1|7.2] [--case DIR ...]
+            [--kernel 6.12|6.1|7.2 | --distro debian-6.12|debian-6.1] [--case DIR ...]
   demo      the whole story on the bundled test kernel: build it, patch /proc/cmdline,
             show the behaviour before, while patched and after in the VM
-  bench     the differ over the real-object corpus (total, slowest pair, peak memory);
-            --warm [--kernel VER]: lp-build's warm path on the test kernel beside its floor
+  bench     the differ over the real-object corpus (in process and as processes);
+            --warm [--kernel VER]: lp-build's warm path on the test kernel beside its floor;
             --distro NAME [--root DIR]: cold and warm on a distribution's stock kernel, from
-            its extracted packages, beside a whole build of its configuration
+            its extracted packages, beside a whole build of its configuration;
+            --dbg [--distro NAME]: vmlinux out of the debug package, stop-at-file vs dpkg-deb|tar
   kernel    build the test kernel [--kernel 6.12|6.1|7.2] [--source DIR] [-j N]
   vm        boot the test VM [--kernel VER] [--ko FILE.ko ...] [--file FILE ...] [--script FILE]
-  vm-selftest  boot the test kernel and load/unload the kernel's sample livepatch [--kernel VER]
+  vm-selftest  boot the test kernel and load/unload the kernel's sample livepatch [--kernel VER];
+            --distro NAME: boot the stock kernel, load/use/unload its own binfmt_misc
+  distro    download and extract a distribution's stock kernel packages (no install)
+            --distro debian-6.12|debian-6.1
   dist      the Debian package (binaries, man pages, completions, lpctl.service) in
             target/dist [--debug] [--out DIR]
 ";
@@ -52,6 +59,7 @@ fn main() -> Result<()> {
         "vm" => vm::task(rest),
         "vm-selftest" => vm::selftest(rest),
         "dist" => dist::task(rest),
+        "distro" => distro_task(rest),
         "-h" | "--help" | "help" => {
             print!("{USAGE}");
             Ok(())
@@ -110,10 +118,45 @@ fn ci(_rest: &[String]) -> Result<()> {
     for k in kernels.split_whitespace() {
         e2e::task(&["--kernel".to_string(), k.to_string()])?;
     }
+    // The stock kernels of a distribution (LP_E2E_DISTROS, default debian-6.12; empty: none):
+    // the stock boot with its own module first, then the cases that list it in `distros = `.
+    let distros = std::env::var("LP_E2E_DISTROS").unwrap_or_else(|_| "debian-6.12".into());
+    for d in distros.split_whitespace() {
+        vm::selftest(&["--distro".to_string(), d.to_string()])?;
+        e2e::task(&["--distro".to_string(), d.to_string()])?;
+    }
+    Ok(())
+}
+
+/// The value of `--NAME` in `rest`, if given.
+fn option<'a>(rest: &'a [String], name: &str) -> Option<&'a str> {
+    rest.iter()
+        .position(|a| a == name)
+        .and_then(|i| rest.get(i + 1))
+        .map(String::as_str)
+}
+
+/// `cargo xtask distro --distro NAME`: the packages downloaded and extracted, paths printed.
+fn distro_task(rest: &[String]) -> Result<()> {
+    let name = option(rest, "--distro").unwrap_or("debian-6.12");
+    let k = distro::ensure(name)?;
+    println!(
+        "{} ({}, Debian {})",
+        name, k.distro.release, k.distro.version
+    );
+    println!("  root     {}", k.root.display());
+    println!("  vmlinuz  {}", k.vmlinuz.display());
+    println!("  vmlinux  {}", k.vmlinux.display());
+    for m in &k.guest_modules {
+        println!("  module   {}", m.display());
+    }
     Ok(())
 }
 
 fn bench(rest: &[String]) -> Result<()> {
+    if rest.iter().any(|a| a == "--dbg") {
+        return distro::bench_dbg(option(rest, "--distro").unwrap_or("debian-6.12"));
+    }
     if rest.iter().any(|a| a == "--distro") {
         return bench_distro::task(rest);
     }

@@ -234,6 +234,7 @@ impl Vm {
         );
         cpio.symlink("/bin/sh", "busybox");
         cpio.file("/init", 0o755, INIT.as_bytes());
+        cpio.file("/bin/lp-finit", 0o755, &self.finit_helper()?);
         cpio.file(
             "/lp/lib.sh",
             0o644,
@@ -282,6 +283,26 @@ impl Vm {
             bail!("gzip failed with {status} writing {}", out.display());
         }
         Ok(out)
+    }
+
+    /// `lp-finit` (test-kernels/guest/finit.c), built static: loads a compressed stock module
+    /// with `MODULE_INIT_COMPRESSED_FILE`, as kmod does.
+    fn finit_helper(&self) -> Result<Vec<u8>> {
+        let src = crate::root().join("test-kernels/guest/finit.c");
+        let out = self.work_dir.join("lp-finit");
+        let status = Command::new("gcc")
+            .args(["-static", "-Os", "-Wall", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .context("cannot start gcc (apt-get install gcc libc6-dev)")?;
+        if !status.success() {
+            bail!(
+                "gcc -static failed ({status}) on {} (apt-get install libc6-dev)",
+                src.display()
+            );
+        }
+        read(&out, "gcc wrote it")
     }
 
     /// Builds the initramfs, boots, waits for the result (or the timeout).
@@ -568,11 +589,13 @@ pub fn task(rest: &[String]) -> Result<()> {
     let mut append = Vec::new();
     let mut timeout = 180;
     let mut echo = true;
+    let mut distro = None;
     let mut args = rest.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--kernel" => opts.version = value(&mut args, "--kernel")?,
             "--source" => opts.source = Some(PathBuf::from(value(&mut args, "--source")?)),
+            "--distro" => distro = Some(value(&mut args, "--distro")?),
             "--ko" => modules.push(kernel::absolute(Path::new(&value(&mut args, "--ko")?))?),
             "--file" => files.push(kernel::absolute(Path::new(&value(&mut args, "--file")?))?),
             "--script" => {
@@ -588,12 +611,11 @@ pub fn task(rest: &[String]) -> Result<()> {
             "--quiet" => echo = false,
             other => bail!(
                 "vm: unknown argument `{other}`\nusage: cargo xtask vm [--kernel 6.12|6.1|7.2] \
-                 [--source DIR] [--ko FILE.ko ...] [--file FILE ...] [--script FILE] \
+                 [--source DIR | --distro NAME] [--ko FILE.ko ...] [--file FILE ...] [--script FILE] \
                  [--append ARG] [--timeout SECONDS] [--quiet]"
             ),
         }
     }
-    let k = kernel::ensure(&opts)?;
     let work = crate::root().join("target/lp-vm/manual");
     let script = match script {
         Some(s) => s,
@@ -606,9 +628,12 @@ pub fn task(rest: &[String]) -> Result<()> {
             s
         }
     };
-    let mut vm = Vm::new(&k.bzimage, &script, &work);
-    vm.modules = modules;
-    vm.files = files;
+    let mut vm = match &distro {
+        Some(name) => distro_vm(name, &script, &work)?,
+        None => Vm::new(&kernel::ensure(&opts)?.bzimage, &script, &work),
+    };
+    vm.modules.extend(modules);
+    vm.files.extend(files);
     vm.append = append;
     vm.timeout = Duration::from_secs(timeout);
     vm.echo = echo;
@@ -618,6 +643,23 @@ pub fn task(rest: &[String]) -> Result<()> {
         bail!("the guest failed (console: {})", r.log.display());
     }
     Ok(())
+}
+
+/// A VM that boots the stock kernel of the distribution `name` (`boot/vmlinuz-R` of its
+/// extracted packages) with its stock guest modules (as shipped) in `/lp/ko/`, the release in
+/// `/lp/release`, and the taints the distribution declares allowed.
+pub fn distro_vm(name: &str, script: &Path, work: &Path) -> Result<Vm> {
+    let k = crate::distro::ensure(name)?;
+    let mut vm = Vm::new(&k.vmlinuz, script, work);
+    vm.modules = k.guest_modules.clone();
+    vm.memory = k.distro.memory.to_string();
+    vm.expected.taints = k.distro.taints.0.to_string();
+    fs::create_dir_all(work).with_context(|| format!("cannot create {}", work.display()))?;
+    let release = work.join("release");
+    fs::write(&release, k.distro.release)
+        .with_context(|| format!("cannot write {}", release.display()))?;
+    vm.files.push(release);
+    Ok(vm)
 }
 
 const DEFAULT_SCRIPT: &str = r#". /lp/lib.sh
@@ -649,17 +691,22 @@ fn report(r: &VmResult) {
 pub fn selftest(rest: &[String]) -> Result<()> {
     let mut opts = kernel::KernelOptions::new(kernel::DEFAULT_VERSION);
     let mut echo = false;
+    let mut distro = None;
     let mut args = rest.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--kernel" => opts.version = value(&mut args, "--kernel")?,
             "--source" => opts.source = Some(PathBuf::from(value(&mut args, "--source")?)),
+            "--distro" => distro = Some(value(&mut args, "--distro")?),
             "--echo" => echo = true,
             other => bail!(
                 "vm-selftest: unknown argument `{other}`\n\
-                 usage: cargo xtask vm-selftest [--kernel 6.12|6.1|7.2] [--source DIR] [--echo]"
+                 usage: cargo xtask vm-selftest [--kernel 6.12|6.1|7.2] [--source DIR | --distro NAME] [--echo]"
             ),
         }
+    }
+    if let Some(name) = distro {
+        return distro_selftest(&name, echo);
     }
     let t0 = Instant::now();
     let k = kernel::ensure(&opts)?;
@@ -707,6 +754,35 @@ pub fn selftest(rest: &[String]) -> Result<()> {
         bail!(
             "vm-selftest FAILED on {}: {why}\nread the console log {} (kernel messages included)",
             k.release,
+            r.log.display()
+        );
+    }
+    println!("vm-selftest: PASS");
+    Ok(())
+}
+
+/// `cargo xtask vm-selftest --distro NAME`: the stock kernel boots with the project's
+/// initramfs and loads, uses and unloads its own binfmt_misc as shipped
+/// (test-kernels/guest/distro-selftest.sh), with the console check.
+fn distro_selftest(name: &str, echo: bool) -> Result<()> {
+    let t0 = Instant::now();
+    let script = crate::root().join("test-kernels/guest/distro-selftest.sh");
+    let work = crate::root()
+        .join("target/distro")
+        .join(name)
+        .join("selftest");
+    let mut vm = distro_vm(name, &script, &work)?;
+    let t_ready = t0.elapsed();
+    vm.echo = echo;
+    let r = vm.run()?;
+    println!(
+        "vm-selftest {name}: packages ready in {}, stock kernel booted",
+        secs(t_ready)
+    );
+    report(&r);
+    if let Outcome::Fail(why) = &r.outcome {
+        bail!(
+            "vm-selftest FAILED on {name}: {why}\nread the console log {} (kernel messages included)",
             r.log.display()
         );
     }

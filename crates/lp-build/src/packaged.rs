@@ -217,7 +217,19 @@ pub fn find(
             format!("install linux-headers-{release}"),
         )
     })?;
-    if let Ok(r) = fs::read_to_string(headers.join("include/config/kernel.release")) {
+    // The release the kernel reports (and vermagic carries) is UTS_RELEASE: Debian's 6.1
+    // headers say `6.1.192` in include/config/kernel.release but `6.1.0-57-amd64` there.
+    let uts = fs::read_to_string(headers.join("include/generated/utsrelease.h"))
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let v = l.strip_prefix("#define UTS_RELEASE ")?.trim();
+                Some(v.trim_matches('"').to_string())
+            })
+        });
+    let reported =
+        uts.or_else(|| fs::read_to_string(headers.join("include/config/kernel.release")).ok());
+    if let Some(r) = reported {
         let r = r.trim();
         if r != release {
             return Err(fail_hint(

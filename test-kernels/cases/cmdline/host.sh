@@ -6,8 +6,14 @@ set -eu
 first="$LP_OUT/livepatch-cmdline.ko"
 again=$(mktemp -d)
 trap 'rm -rf "$again"' EXIT
-LP_BUILD_CACHE="$LP_BUILD_CACHE" "$LP_BUILD" --patch "$PWD/cmdline.patch" -s "$LP_KERNEL_SRC" \
-	-v "$LP_KERNEL_BUILD/vmlinux" -n cmdline -o "$again" >"$again/log" 2>&1 || {
+# A distribution kernel (`e2e --distro`) is named by its extracted packages and release.
+if [ -n "${LP_ROOT:-}" ]; then
+	set -- --root "$LP_ROOT" --kernel-release "$LP_KERNEL_RELEASE"
+else
+	set -- -s "$LP_KERNEL_SRC" -v "$LP_KERNEL_BUILD/vmlinux"
+fi
+LP_BUILD_CACHE="$LP_BUILD_CACHE" "$LP_BUILD" "$PWD/cmdline.patch" "$@" -n cmdline -o "$again" \
+	>"$again/log" 2>&1 || {
 	cat "$again/log"
 	exit 1
 }

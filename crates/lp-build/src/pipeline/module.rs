@@ -85,6 +85,14 @@ pub(super) fn build_module(
     );
     fs::write(dir.join("Kbuild"), kbuild)?;
     let mut cmd = module_make(c, &dir);
+    // ccflags-y does not reach the `<module>.mod.c` that kbuild's modfinal compiles: on a kernel
+    // with DEBUG_INFO (every distribution's) its DW_AT_comp_dir kept the temporary directory.
+    cmd.arg(format!("KCFLAGS=-ffile-prefix-map={}=.", dir.display()));
+    // kbuild's scripts/Makefile.btf runs pahole with -j (output order varies from run to run)
+    // unless KBUILD_BUILD_TIMESTAMP is set, its sign that a reproducible build is wanted: then
+    // pahole >= 1.27 gets +reproducible_build and older ones run single-threaded. Only the
+    // module's .BTF sees it (vmlinux is not built here).
+    cmd.env("KBUILD_BUILD_TIMESTAMP", "1970-01-01");
     cmd.arg(format!("-j{jobs}")).arg("modules");
     let log = tmp.join("module.log");
     make(
