@@ -340,6 +340,9 @@ pub fn check(obj: &Object, tables: CodeTables) -> Vec<Problem> {
                 if branches.get(&p).is_some_and(|b| b.target == FENTRY) {
                     continue;
                 }
+                if is_placeholder(obj, p.0) {
+                    continue;
+                }
                 out.push(problem(
                     &section_name(obj, p.0),
                     &label(obj, &funcs, p),
@@ -384,6 +387,15 @@ pub fn check(obj: &Object, tables: CodeTables) -> Vec<Problem> {
     out
 }
 
+/// The placeholder that stand-in relocations point to during the link
+/// ([`crate::convert::KLP_PLACEHOLDER_SECTION`]): unreachable in the module, since the post-link
+/// pass replaces every relocation to it and refuses any other. objtool covers it when it runs
+/// on the linked module (IBT kernels); on kernels where objtool runs on each object at compile
+/// time (no IBT: Debian's 6.1) nothing makes tables for it, and none are needed.
+fn is_placeholder(obj: &Object, sec: usize) -> bool {
+    section_name(obj, sec) == crate::convert::KLP_PLACEHOLDER_SECTION
+}
+
 /// Every function's first byte is covered by a real ORC entry.
 fn check_orc(obj: &Object, funcs: &[(usize, u64, u64, String)], out: &mut Vec<Problem>) {
     let ips = table_places(obj, ".orc_unwind_ip", out).unwrap_or_default();
@@ -416,6 +428,9 @@ fn check_orc(obj: &Object, funcs: &[(usize, u64, u64, String)], out: &mut Vec<Pr
         *slot |= defined;
     }
     for (sec, start, _, name) in funcs {
+        if is_placeholder(obj, *sec) {
+            continue;
+        }
         let effective = by_sec
             .get(sec)
             .and_then(|m| m.range(..=*start).next_back())

@@ -305,3 +305,27 @@ h:
         "a call that a livepatch relocation for a module completes",
     );
 }
+
+/// The link-time placeholder (`.lp.klp_placeholder`) is unreachable once the post-link pass has
+/// replaced every stand-in relocation to it: on kernels where objtool runs on each object (no
+/// IBT, Debian's 6.1) nothing gives it ORC or a `.return_sites` entry, and it needs none. The
+/// same code in an ordinary section is still refused.
+#[test]
+fn the_placeholder_needs_no_tables() {
+    let code = |section: &str| {
+        format!(
+            ".section {section},\"ax\",@progbits\n.globl ph\n.type ph,@function\nph:\n\
+             endbr64\njmp __x86_return_thunk\n.size ph, .-ph\n"
+        )
+    };
+    let obj = assemble_source(&code(lp_emit::KLP_PLACEHOLDER_SECTION));
+    assert!(check(&obj, ALL).is_empty(), "{}", show(&check(&obj, ALL)));
+    let obj = assemble_source(&code(".text.ph"));
+    let p = check(&obj, ALL);
+    assert!(
+        p.iter().any(|p| p.message.contains(".return_sites"))
+            && p.iter().any(|p| p.message.contains("no ORC entry")),
+        "{}",
+        show(&p)
+    );
+}
