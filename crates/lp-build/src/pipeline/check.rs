@@ -196,17 +196,7 @@ pub(super) fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked
             &cc_line,
         )?;
     }
-    let (files, notes) = apply::apply_in_scratch_fuzz(&src.path, &patches, scratch, args.fuzz)?;
-    for n in notes {
-        ui.info(&format!("note: {n}"));
-    }
-    if files.iter().all(|f| f.orig == f.patched) {
-        return Err(fail_hint(
-            Status::NoChange,
-            "the patches change no file contents",
-            "the patch is already applied or reverts itself: there is nothing to live-patch",
-        ));
-    }
+    let files = apply_patches(&src.path, &patches, scratch, args.fuzz, ui)?;
     let module = args.module_name()?;
     let output_dir = match &args.output {
         Some(o) => o.clone(),
@@ -216,21 +206,7 @@ pub(super) fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked
     let objtool_on_module = tree::objtool_on_module(&src.path, &config);
     let code_tables = code_tables(&config);
     // Before any build: a kernel that refuses unsigned modules and no key fails here.
-    let sign = crate::sign::plan(
-        &config,
-        &user_build.dir,
-        &crate::sign::Request {
-            key: args.sign_key.as_deref(),
-            cert: args.sign_cert.as_deref(),
-            no_sign: args.no_sign,
-        },
-    )?;
-    if let crate::sign::Plan::Unsigned(why) = &sign {
-        ui.warn(&format!(
-            "the module will not be signed ({why}): loading it taints the kernel (E); pass \
-             --sign-key/--sign-cert to sign it"
-        ));
-    }
+    let sign = plan_signing(args, &config, &user_build.dir, ui)?;
     Ok(Checked {
         objtool_on_module,
         code_tables,
@@ -369,35 +345,11 @@ pub(super) fn check_packaged(
         ));
     }
     recover(&tc, ui)?;
-    let (files, notes) = apply::apply_in_scratch_fuzz(&src.path, &patches, scratch, args.fuzz)?;
-    for n in notes {
-        ui.info(&format!("note: {n}"));
-    }
-    if files.iter().all(|f| f.orig == f.patched) {
-        return Err(fail_hint(
-            Status::NoChange,
-            "the patches change no file contents",
-            "the patch is already applied or reverts itself: there is nothing to live-patch",
-        ));
-    }
+    let files = apply_patches(&src.path, &patches, scratch, args.fuzz, ui)?;
     let view = packaged::headers_view(&cache_root, &p)?;
     let objtool_on_module = tree::objtool_on_module(&src.path, &config);
     let code_tables = code_tables(&config);
-    let sign = crate::sign::plan(
-        &config,
-        &view,
-        &crate::sign::Request {
-            key: args.sign_key.as_deref(),
-            cert: args.sign_cert.as_deref(),
-            no_sign: args.no_sign,
-        },
-    )?;
-    if let crate::sign::Plan::Unsigned(why) = &sign {
-        ui.warn(&format!(
-            "the module will not be signed ({why}): loading it taints the kernel (E); pass \
-             --sign-key/--sign-cert to sign it (a key the kernel trusts, e.g. an enrolled MOK)"
-        ));
-    }
+    let sign = plan_signing(args, &config, &view, ui)?;
     Ok(Checked {
         objtool_on_module,
         code_tables,
@@ -511,4 +463,53 @@ pub(super) fn check_output_dir(dir: &Path) -> Result<()> {
             OUTPUT_HINT,
         )
     })
+}
+
+/// How the module is signed, decided before any build (a kernel that refuses unsigned modules
+/// and no key fail here); an unsigned module for a kernel that checks signatures is a warning.
+pub(super) fn plan_signing(
+    args: &BuildArgs,
+    config: &BTreeMap<String, String>,
+    build: &Path,
+    ui: &Ui,
+) -> Result<crate::sign::Plan> {
+    let sign = crate::sign::plan(
+        config,
+        build,
+        &crate::sign::Request {
+            key: args.sign_key.as_deref(),
+            cert: args.sign_cert.as_deref(),
+            no_sign: args.no_sign,
+        },
+    )?;
+    if let crate::sign::Plan::Unsigned(why) = &sign {
+        ui.warn(&format!(
+            "the module will not be signed ({why}): loading it taints the kernel (E); pass \
+             --sign-key/--sign-cert to sign it (a key the kernel trusts, e.g. an enrolled MOK)"
+        ));
+    }
+    Ok(sign)
+}
+
+/// The patches applied to a scratch copy of the files they touch (the tree is only read); a
+/// patch that changes nothing is "no change".
+pub(super) fn apply_patches(
+    src: &Path,
+    patches: &[PatchInput],
+    scratch: &Path,
+    fuzz: u8,
+    ui: &Ui,
+) -> Result<Vec<apply::FileResult>> {
+    let (files, notes) = apply::apply_in_scratch_fuzz(src, patches, scratch, fuzz)?;
+    for n in notes {
+        ui.info(&format!("note: {n}"));
+    }
+    if files.iter().all(|f| f.orig == f.patched) {
+        return Err(fail_hint(
+            Status::NoChange,
+            "the patches change no file contents",
+            "the patch is already applied or reverts itself: there is nothing to live-patch",
+        ));
+    }
+    Ok(files)
 }
