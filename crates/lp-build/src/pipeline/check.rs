@@ -130,7 +130,7 @@ pub(super) fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked
     let mut src = tree::open_source(args.sourcedir.as_deref().unwrap_or(&cwd))?;
     // A tree configured or built in place cannot be the source of lp-build's separate O= build
     // (kbuild refuses it): lp-build works from its own copy of the tree's sources.
-    let in_place = tree::check_clean_for_out_of_tree(&src.path).is_err();
+    let in_place = tree::built_in_place(&src.path);
     if in_place {
         let copy = copy_user_tree(&src.path, ui)?;
         ui.info(&format!(
