@@ -116,11 +116,11 @@ impl Target<'_> {
     }
 }
 
-struct Build {
+pub(crate) struct Build {
     dir: PathBuf,
     name: String,
     conf: BTreeMap<String, String>,
-    patches: Vec<PathBuf>,
+    pub(crate) patches: Vec<PathBuf>,
 }
 
 fn read_conf(dir: &Path) -> Result<BTreeMap<String, String>> {
@@ -156,7 +156,7 @@ fn patches_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-fn builds_of(case: &Path, version: &str) -> Result<Vec<Build>> {
+pub(crate) fn builds_of(case: &Path, version: &str) -> Result<Vec<Build>> {
     let mut subs: Vec<PathBuf> = std::fs::read_dir(case)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.is_dir() && p.join("case.conf").is_file())
@@ -211,7 +211,7 @@ fn lpctl_static() -> Result<PathBuf> {
     Ok(crate::root().join(format!("target/{target}/release/lpctl")))
 }
 
-fn lp_build_binary() -> Result<PathBuf> {
+pub(crate) fn lp_build_binary() -> Result<PathBuf> {
     crate::run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
             "build",

@@ -805,7 +805,7 @@ pub fn absolute(p: &Path) -> Result<PathBuf> {
     fs::canonicalize(p).with_context(|| format!("{} does not exist", p.display()))
 }
 
-fn jobs(asked: Option<usize>) -> usize {
+pub(crate) fn jobs(asked: Option<usize>) -> usize {
     asked.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 

@@ -8,6 +8,7 @@ use std::process::Command;
 
 mod archmap;
 mod bench_distro;
+mod bench_klp;
 mod deb;
 mod dist;
 mod distro;
@@ -31,7 +32,9 @@ tasks:
             --warm [--kernel VER]: lp-build's warm path on the test kernel beside its floor;
             --distro NAME [--root DIR]: cold and warm on a distribution's stock kernel, from
             its extracted packages, beside a whole build of its configuration;
-            --dbg [--distro NAME]: vmlinux out of the debug package, stop-at-file vs dpkg-deb|tar
+            --dbg [--distro NAME]: vmlinux out of the debug package, stop-at-file vs dpkg-deb|tar;
+            --vs-klp-build [--kernel 7.2]: the kernel's klp-build (default and -S 2) beside
+            lp-build (cold and warm) on one patch, both modules checked in the VM
   kernel    build the test kernel [--kernel 6.12|6.1|7.2] [--source DIR] [-j N]
   vm        boot the test VM [--kernel VER] [--ko FILE.ko ...] [--file FILE ...] [--script FILE]
   vm-selftest  boot the test kernel and load/unload the kernel's sample livepatch [--kernel VER];
@@ -159,6 +162,9 @@ fn bench(rest: &[String]) -> Result<()> {
     }
     if rest.iter().any(|a| a == "--distro") {
         return bench_distro::task(rest);
+    }
+    if rest.iter().any(|a| a == "--vs-klp-build") {
+        return bench_klp::task(option(rest, "--kernel").unwrap_or("7.2"));
     }
     if rest.iter().any(|a| a == "--warm") {
         let version = rest
