@@ -91,6 +91,17 @@ pub fn task(version: &str) -> Result<()> {
             k.src.display()
         );
     }
+    // klp-build's own tools: recountdiff/filterdiff (patchutils).
+    if !Path::new("/usr/bin/recountdiff").exists() {
+        if !kernel::is_root() {
+            bail!("klp-build needs patchutils; install it with: sudo apt-get install patchutils");
+        }
+        crate::run(
+            Command::new("apt-get")
+                .args(["install", "-y", "-q", "--no-install-recommends", "patchutils"])
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )?;
+    }
     let case = crate::root().join("test-kernels/cases/cmdline");
     let build = e2e::builds_of(&case, &k.version)?
         .into_iter()
