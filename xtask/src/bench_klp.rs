@@ -91,14 +91,21 @@ pub fn task(version: &str) -> Result<()> {
             k.src.display()
         );
     }
-    // klp-build's own tools: recountdiff/filterdiff (patchutils).
-    if !Path::new("/usr/bin/recountdiff").exists() {
+    // klp-build's own tools: recountdiff/filterdiff (patchutils) and gawk.
+    if !Path::new("/usr/bin/recountdiff").exists() || !Path::new("/usr/bin/gawk").exists() {
         if !kernel::is_root() {
-            bail!("klp-build needs patchutils; install it with: sudo apt-get install patchutils");
+            bail!("klp-build needs patchutils and gawk; install them with: sudo apt-get install patchutils gawk");
         }
         crate::run(
             Command::new("apt-get")
-                .args(["install", "-y", "-q", "--no-install-recommends", "patchutils"])
+                .args([
+                    "install",
+                    "-y",
+                    "-q",
+                    "--no-install-recommends",
+                    "patchutils",
+                    "gawk",
+                ])
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
     }
