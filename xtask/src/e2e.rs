@@ -807,7 +807,8 @@ pub fn bench_warm(version: &str) -> Result<()> {
             .arg(&kernel.src)
             .arg(format!("O={}", build_dir.display()))
             .arg("-j2")
-            .arg(format!("CC={} __cc gcc", wrapper.display()))
+            .args(&kernel.make_vars)
+            .arg(format!("CC={} __cc {}", wrapper.display(), kernel.cc()))
             .arg("KCFLAGS=-ffunction-sections -fdata-sections")
             .arg("fs/proc/cmdline.o")
             .status();

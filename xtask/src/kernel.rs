@@ -211,6 +211,16 @@ impl TestKernel {
         Ok(kos)
     }
 
+    /// The compiler command of its make variables: `clang-19` for `LLVM=-19`, `clang` for
+    /// `LLVM=1`, else `gcc`.
+    pub fn cc(&self) -> String {
+        match self.make_vars.iter().find_map(|v| v.strip_prefix("LLVM=")) {
+            Some("1") => "clang".into(),
+            Some(suffix) => format!("clang{suffix}"),
+            None => "gcc".into(),
+        }
+    }
+
     /// The value of `CONFIG_<name>` in the build's `.config` (`None` when not set).
     pub fn config(&self, name: &str) -> Result<Option<String>> {
         let config = read_config(&self.build.join(".config"))?;
