@@ -458,9 +458,10 @@ pub fn task(rest: &[String]) -> Result<()> {
             "--kernel" => opts.version = kernel::value(&mut it, "--kernel")?,
             "--source" => opts.source = Some(PathBuf::from(kernel::value(&mut it, "--source")?)),
             "--variant" => opts.variant = Some(kernel::value(&mut it, "--variant")?),
+            "--cc" => opts.cc = Some(kernel::value(&mut it, "--cc")?).filter(|c| c != "gcc"),
             "--distro" => distro = Some(kernel::value(&mut it, "--distro")?),
             "--case" => cases.push(kernel::absolute(Path::new(&kernel::value(&mut it, "--case")?))?),
-            other => bail!("unknown argument `{other}` (usage: cargo xtask e2e [--kernel 6.12|6.1|7.2 | --source DIR | --distro NAME] [--variant NAME] [--case DIR ...])"),
+            other => bail!("unknown argument `{other}` (usage: cargo xtask e2e [--kernel 6.12|6.1|7.2 | --source DIR | --distro NAME] [--variant NAME] [--cc gcc|clang-N] [--case DIR ...])"),
         }
     }
     if let Some(name) = &distro {
@@ -484,10 +485,8 @@ pub fn task(rest: &[String]) -> Result<()> {
             .unwrap_or_else(|| format!("{version}-source")),
         None => version.clone(),
     };
-    let label = match &opts.variant {
-        Some(v) => format!("{label}-{v}"),
-        None => label,
-    };
+    // `6.12-module-sig`, `6.12-clang-19`: variant and compiler each have their own artifacts.
+    let label = format!("{label}{}", opts.label_suffix());
     let artifacts = crate::root().join("artifacts").join(label);
     let config = kernel::read_config(&kernel.build.join(".config"))?;
     run_cases(
@@ -808,7 +807,8 @@ pub fn bench_warm(version: &str) -> Result<()> {
             .arg(&kernel.src)
             .arg(format!("O={}", build_dir.display()))
             .arg("-j2")
-            .arg(format!("CC={} __cc gcc", wrapper.display()))
+            .args(&kernel.make_vars)
+            .arg(format!("CC={} __cc {}", wrapper.display(), kernel.cc()))
             .arg("KCFLAGS=-ffunction-sections -fdata-sections")
             .arg("fs/proc/cmdline.o")
             .status();

@@ -64,7 +64,16 @@ pub struct KernelOptions {
     /// A configuration variant: `test-kernels/configs/variants/<name>.config` applied after
     /// the other fragments, built in its own `build-<name>` directory.
     pub variant: Option<String>,
+    /// The compiler: `None` or `gcc` (the default), `clang-19` (`LLVM=-19`), `clang`
+    /// (`LLVM=1`). A clang kernel is built in its own `build-clang-19` directory. Defaults to
+    /// `LP_E2E_CC`, so every task (kernel, vm, vm-selftest, e2e, ci) takes the same selection.
+    pub cc: Option<String>,
+    /// Stop after the configuration and its check (`--configure-only`): no kernel build.
+    pub configure_only: bool,
 }
+
+/// The environment variable that selects the test kernels' compiler (`clang-19`).
+pub const ENV_CC: &str = "LP_E2E_CC";
 
 impl KernelOptions {
     pub fn new(version: &str) -> Self {
@@ -73,7 +82,75 @@ impl KernelOptions {
             source: None,
             jobs: None,
             variant: None,
+            cc: std::env::var(ENV_CC)
+                .ok()
+                .filter(|c| !c.trim().is_empty() && c.trim() != "gcc")
+                .map(|c| c.trim().to_string()),
+            configure_only: false,
         }
+    }
+
+    /// The make variables that select the compiler (`LLVM=-19`), for every make run on the
+    /// kernel (configuration, build, external modules).
+    pub fn make_vars(&self) -> Result<Vec<String>> {
+        compiler_make_vars(self.cc.as_deref())
+    }
+
+    /// The build directory's name: `build`, `build-<variant>`, `build-clang-19`,
+    /// `build-<variant>-clang-19`.
+    pub fn build_dir_name(&self) -> String {
+        let mut name = "build".to_string();
+        if let Some(v) = &self.variant {
+            name.push_str(&format!("-{v}"));
+        }
+        if let Some(cc) = &self.cc {
+            name.push_str(&format!("-{cc}"));
+        }
+        name
+    }
+
+    /// The artifacts label's suffix: `-<variant>-clang-19`, empty for the default build.
+    pub fn label_suffix(&self) -> String {
+        self.build_dir_name()
+            .strip_prefix("build")
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+/// `--cc` to make variables, as Documentation/kbuild/llvm.rst has them: `clang-19` ->
+/// `LLVM=-19`, `clang` -> `LLVM=1`, gcc -> none.
+pub fn compiler_make_vars(cc: Option<&str>) -> Result<Vec<String>> {
+    match cc {
+        None | Some("gcc") => Ok(Vec::new()),
+        Some("clang") => Ok(vec!["LLVM=1".into()]),
+        Some(c) => match c.strip_prefix("clang-") {
+            Some(n) if !n.is_empty() && n.chars().all(|ch| ch.is_ascii_digit()) => {
+                Ok(vec![format!("LLVM=-{n}")])
+            }
+            _ => bail!("unknown compiler `{c}`: use gcc, clang or clang-N (e.g. clang-19)"),
+        },
+    }
+}
+
+/// The Debian packages of a clang (`clang-19` -> clang-19 and lld-19), with a file each installs.
+fn compiler_packages(cc: Option<&str>) -> Vec<(String, String)> {
+    match cc.and_then(|c| c.strip_prefix("clang")) {
+        Some(suffix) => {
+            let n = suffix.trim_start_matches('-');
+            let pkg = |p: &str| {
+                if n.is_empty() {
+                    p.to_string()
+                } else {
+                    format!("{p}-{n}")
+                }
+            };
+            vec![
+                (pkg("clang"), format!("/usr/bin/clang{suffix}")),
+                (pkg("lld"), format!("/usr/bin/ld.lld{suffix}")),
+            ]
+        }
+        None => Vec::new(),
     }
 }
 
@@ -94,6 +171,8 @@ pub struct TestKernel {
     pub module_symvers: PathBuf,
     /// Every in-tree module built (`=m`), e.g. `fs/binfmt_misc.ko`.
     pub modules: Vec<PathBuf>,
+    /// The make variables of its compiler (`LLVM=-19`; none for gcc).
+    pub make_vars: Vec<String>,
 }
 
 impl TestKernel {
@@ -118,6 +197,7 @@ impl TestKernel {
             &self.src,
             Command::new("make")
                 .arg(format!("O={}", self.build.display()))
+                .args(&self.make_vars)
                 .arg(format!("M={}", dir.display()))
                 .arg(format!("-j{}", jobs(None)))
                 .arg("modules"),
@@ -129,6 +209,16 @@ impl TestKernel {
             bail!("kbuild made no .ko in {}", dir.display());
         }
         Ok(kos)
+    }
+
+    /// The compiler command of its make variables: `clang-19` for `LLVM=-19`, `clang` for
+    /// `LLVM=1`, else `gcc`.
+    pub fn cc(&self) -> String {
+        match self.make_vars.iter().find_map(|v| v.strip_prefix("LLVM=")) {
+            Some("1") => "clang".into(),
+            Some(suffix) => format!("clang{suffix}"),
+            None => "gcc".into(),
+        }
     }
 
     /// The value of `CONFIG_<name>` in the build's `.config` (`None` when not set).
@@ -147,18 +237,30 @@ pub fn task(rest: &[String]) -> Result<()> {
             "--kernel" => opts.version = value(&mut args, "--kernel")?,
             "--source" => opts.source = Some(PathBuf::from(value(&mut args, "--source")?)),
             "--variant" => opts.variant = Some(value(&mut args, "--variant")?),
+            "--cc" => opts.cc = Some(value(&mut args, "--cc")?).filter(|c| c != "gcc"),
+            "--configure-only" => opts.configure_only = true,
             "-j" | "--jobs" => {
                 let n = value(&mut args, "-j")?;
                 opts.jobs = Some(n.parse().with_context(|| format!("-j {n}: not a number"))?);
             }
             other => bail!(
                 "kernel: unknown argument `{other}`\n\
-                 usage: cargo xtask kernel [--kernel 6.12|6.1|7.2] [--source DIR] [--variant NAME] [-j N]"
+                 usage: cargo xtask kernel [--kernel 6.12|6.1|7.2] [--source DIR] [--variant NAME] [--cc gcc|clang-N] [--configure-only] [-j N]"
             ),
         }
     }
     let start = Instant::now();
     let k = ensure(&opts)?;
+    if opts.configure_only {
+        println!(
+            "test kernel {} ({}) configured and checked in {} (not built): {}",
+            k.version,
+            k.release,
+            secs(start.elapsed()),
+            k.build.join(".config").display()
+        );
+        return Ok(());
+    }
     println!(
         "test kernel {} ({}) ready in {}",
         k.version,
@@ -188,6 +290,7 @@ pub fn ensure(opts: &KernelOptions) -> Result<TestKernel> {
             VERSIONS.join(", ")
         );
     }
+    let make_vars = opts.make_vars()?;
     let cache = crate::root().join("target").join("lp-kernels");
     // Held until the kernel is built: two runs must not share one O= directory at once.
     let (src, base, release, _lock) = match &opts.source {
@@ -217,10 +320,14 @@ pub fn ensure(opts: &KernelOptions) -> Result<TestKernel> {
     };
     // `6.12` for the fragments and the API, whatever the tree's sublevel.
     let version = release.split('.').take(2).collect::<Vec<_>>().join(".");
-    let build = match &opts.variant {
-        Some(v) => base.join(format!("build-{v}")),
-        None => base.join("build"),
-    };
+    ensure_packages(
+        compiler_packages(opts.cc.as_deref())
+            .into_iter()
+            .filter(|(_, file)| !Path::new(file).exists())
+            .map(|(pkg, _)| pkg)
+            .collect(),
+    )?;
+    let build = base.join(opts.build_dir_name());
     fs::create_dir_all(&build).with_context(|| format!("cannot create {}", build.display()))?;
 
     let fragments = fragments(&release, opts.variant.as_deref())?;
@@ -230,7 +337,7 @@ pub fn ensure(opts: &KernelOptions) -> Result<TestKernel> {
     if read_stamp(&config_stamp).as_deref() != Some(hash.as_str())
         || !build.join(".config").is_file()
     {
-        configure(&src, &build, &fragments)?;
+        configure(&src, &build, &fragments, &make_vars)?;
         write_stamp(&config_stamp, &hash)?;
     } else {
         eprintln!(
@@ -241,6 +348,7 @@ pub fn ensure(opts: &KernelOptions) -> Result<TestKernel> {
     }
     // Also verify a reused configuration: someone may have run menuconfig in there.
     check_config(&build.join(".config"), &fragments, &removed_options(&src))?;
+    check_compiler_config(&build.join(".config"), opts.cc.as_deref())?;
 
     let mut k = TestKernel {
         version,
@@ -252,7 +360,11 @@ pub fn ensure(opts: &KernelOptions) -> Result<TestKernel> {
         modules: Vec::new(),
         src,
         build,
+        make_vars: make_vars.clone(),
     };
+    if opts.configure_only {
+        return Ok(k);
+    }
     let outputs_exist = [&k.vmlinux, &k.bzimage, &k.system_map, &k.module_symvers]
         .iter()
         .all(|p| p.is_file());
@@ -268,6 +380,7 @@ pub fn ensure(opts: &KernelOptions) -> Result<TestKernel> {
             &k.src,
             Command::new("make")
                 .arg(format!("O={}", k.build.display()))
+                .args(&make_vars)
                 .arg(format!("-j{}", jobs(opts.jobs)))
                 .args(["bzImage", "modules"]),
         )
@@ -311,6 +424,12 @@ pub fn ensure_host_packages(kernel_version: Option<&str>) -> Result<()> {
             missing.push(format!("linux-source-{ver}"));
         }
     }
+    ensure_packages(missing)
+}
+
+/// Installs `missing` packages with apt-get when running as root; otherwise fails saying what
+/// to install.
+fn ensure_packages(missing: Vec<String>) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
@@ -564,11 +683,13 @@ fn fragments_hash(fragments: &[PathBuf]) -> Result<String> {
 }
 
 /// `make tinyconfig`, merge the fragments, `make olddefconfig`.
-fn configure(src: &Path, build: &Path, fragments: &[PathBuf]) -> Result<()> {
+fn configure(src: &Path, build: &Path, fragments: &[PathBuf], vars: &[String]) -> Result<()> {
     let o = format!("O={}", build.display());
-    run_in(src, Command::new("make").arg(&o).arg("tinyconfig")).context(
-        "make tinyconfig (is the source tree clean? O= builds need `make mrproper` in it)",
-    )?;
+    run_in(
+        src,
+        Command::new("make").arg(&o).args(vars).arg("tinyconfig"),
+    )
+    .context("make tinyconfig (is the source tree clean? O= builds need `make mrproper` in it)")?;
     run_in(
         src,
         Command::new("sh")
@@ -580,8 +701,60 @@ fn configure(src: &Path, build: &Path, fragments: &[PathBuf]) -> Result<()> {
             .args(fragments),
     )
     .context("merging the livepatch config fragment")?;
-    run_in(src, Command::new("make").arg(&o).arg("olddefconfig")).context("make olddefconfig")?;
+    run_in(
+        src,
+        Command::new("make").arg(&o).args(vars).arg("olddefconfig"),
+    )
+    .context("make olddefconfig")?;
     Ok(())
+}
+
+/// A clang kernel's `.config` must say clang (`CONFIG_CC_IS_CLANG`, and `clang-N`'s major
+/// version in `CONFIG_CLANG_VERSION`) and ld.lld (`CONFIG_LD_IS_LLD`); a gcc kernel's gcc: what
+/// lp-build reads to choose its compiler.
+fn check_compiler_config(config: &Path, cc: Option<&str>) -> Result<()> {
+    let have = read_config(config)?;
+    let get = |name: &str| have.get(name).map(String::as_str).unwrap_or("n");
+    let mut problems = Vec::new();
+    match cc.and_then(|c| c.strip_prefix("clang")) {
+        Some(suffix) => {
+            for name in ["CC_IS_CLANG", "LD_IS_LLD", "AS_IS_LLVM"] {
+                if get(name) != "y" {
+                    problems.push(format!("CONFIG_{name}: required y, got {}", get(name)));
+                }
+            }
+            if let Ok(major) = suffix.trim_start_matches('-').parse::<u32>() {
+                let v: u32 = get("CLANG_VERSION").parse().unwrap_or(0);
+                if v / 10000 != major {
+                    problems.push(format!(
+                        "CONFIG_CLANG_VERSION: {} is not clang {major}",
+                        get("CLANG_VERSION")
+                    ));
+                }
+            }
+            // lp-build refuses clang LTO kernels; the test kernel must not be one.
+            if get("LTO_CLANG") == "y" {
+                problems.push("CONFIG_LTO_CLANG: must be off, got y".into());
+            }
+        }
+        None => {
+            if get("CC_IS_GCC") != "y" {
+                problems.push(format!(
+                    "CONFIG_CC_IS_GCC: required y, got {}",
+                    get("CC_IS_GCC")
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "{} is not configured for the compiler asked for ({}):\n  {}",
+        config.display(),
+        cc.unwrap_or("gcc"),
+        problems.join("\n  ")
+    )
 }
 
 /// Parses a `.config` (or fragment) into `NAME -> value` (without `CONFIG_`); a
@@ -913,6 +1086,59 @@ mod tests {
             "{err}"
         );
         fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn compiler_selection() {
+        assert_eq!(compiler_make_vars(None).unwrap(), Vec::<String>::new());
+        assert_eq!(
+            compiler_make_vars(Some("gcc")).unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(compiler_make_vars(Some("clang-19")).unwrap(), ["LLVM=-19"]);
+        assert_eq!(compiler_make_vars(Some("clang")).unwrap(), ["LLVM=1"]);
+        assert!(compiler_make_vars(Some("clang-x")).is_err());
+        assert!(compiler_make_vars(Some("icc")).is_err());
+        assert_eq!(
+            compiler_packages(Some("clang-19")),
+            [
+                ("clang-19".to_string(), "/usr/bin/clang-19".to_string()),
+                ("lld-19".to_string(), "/usr/bin/ld.lld-19".to_string())
+            ]
+        );
+        assert!(compiler_packages(None).is_empty());
+        let mut o = KernelOptions::new("6.12");
+        o.cc = None;
+        assert_eq!(o.build_dir_name(), "build");
+        assert_eq!(o.label_suffix(), "");
+        o.cc = Some("clang-19".into());
+        assert_eq!(o.build_dir_name(), "build-clang-19");
+        o.variant = Some("module-sig".into());
+        assert_eq!(o.build_dir_name(), "build-module-sig-clang-19");
+        assert_eq!(o.label_suffix(), "-module-sig-clang-19");
+    }
+
+    #[test]
+    fn compiler_config_check() {
+        let dir = std::env::temp_dir().join(format!("xtask-cc-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let c = dir.join(".config");
+        let clang = "CONFIG_CC_IS_CLANG=y\nCONFIG_CLANG_VERSION=190107\nCONFIG_LD_IS_LLD=y\n\
+                     CONFIG_AS_IS_LLVM=y\n";
+        fs::write(&c, clang).unwrap();
+        check_compiler_config(&c, Some("clang-19")).unwrap();
+        check_compiler_config(&c, Some("clang")).unwrap();
+        let e = check_compiler_config(&c, Some("clang-16")).unwrap_err();
+        assert!(e.to_string().contains("190107 is not clang 16"), "{e}");
+        let e = check_compiler_config(&c, None).unwrap_err();
+        assert!(e.to_string().contains("CONFIG_CC_IS_GCC"), "{e}");
+        fs::write(&c, format!("{clang}CONFIG_LTO_CLANG=y\n")).unwrap();
+        assert!(check_compiler_config(&c, Some("clang-19")).is_err());
+        fs::write(&c, "CONFIG_CC_IS_GCC=y\nCONFIG_LD_IS_BFD=y\n").unwrap();
+        check_compiler_config(&c, None).unwrap();
+        let e = check_compiler_config(&c, Some("clang-19")).unwrap_err();
+        assert!(e.to_string().contains("CONFIG_CC_IS_CLANG"), "{e}");
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

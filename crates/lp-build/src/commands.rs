@@ -201,6 +201,9 @@ pub fn diff(args: &DiffArgs) -> Result<Status> {
 
 /// What to do about an error of the differ.
 pub fn diff_error_hint(e: &lp_diff::DiffError) -> &'static str {
+    if e.is_llvm_bitcode() {
+        return crate::pipeline::LLVM_BITCODE_HINT;
+    }
     match e {
         lp_diff::DiffError::EntrySize { .. } => {
             "pass --entry-size SECTION=BYTES with the sizeof of the section's entry struct in the \

@@ -3,6 +3,8 @@
 //! Code map (one module per concept, in pipeline order; see [`pipeline`] for the phases):
 //! [`cli`] the command line; [`input`] bounded, interruptible reads of input files; [`patchfile`] parsing unified diffs; [`apply`] applying them to a
 //! scratch copy; [`tree`] checks of the kernel tree, configuration, vmlinux and compiler;
+//! [`toolchain`] the kernel's compiler from its configuration, found on the host, and the make
+//! variables every kbuild run gets;
 //! [`cache`] the cached function-sections build, its key, stamp and lock; [`journal`] the
 //! crash-safe record of what a run changes and the restore; [`ccwrap`] the compiler wrapper
 //! kbuild runs as `CC`; [`runner`] running make in its own process group; [`kbuild`] which
@@ -35,6 +37,7 @@ pub mod probe;
 pub mod runner;
 pub mod sign;
 pub mod signals;
+pub mod toolchain;
 pub mod tree;
 pub mod ui;
 pub mod vermagic;

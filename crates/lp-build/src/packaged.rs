@@ -471,25 +471,6 @@ pub fn check_versions(
     Ok(())
 }
 
-/// The compiler command the distribution built the kernel with: the first word of
-/// `CONFIG_CC_VERSION_TEXT` (`x86_64-linux-gnu-gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0`) when
-/// it names a program on `PATH`, else `gcc` (the version check compares the two).
-pub fn compiler_command(cc_version_text: Option<&str>) -> String {
-    let first = cc_version_text
-        .map(|t| t.trim_matches('"'))
-        .and_then(|t| t.split_whitespace().next())
-        .unwrap_or("gcc")
-        .to_string();
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(&first).is_file()))
-        .unwrap_or(false);
-    if on_path && !first.contains('/') {
-        first
-    } else {
-        "gcc".to_string()
-    }
-}
-
 /// A module of the image package: `name` (`binfmt_misc`) -> its file under
 /// `lib/modules/<release>/` through `modules.order` (`kernel/fs/binfmt_misc.ko`, shipped as
 /// `.ko.xz` / `.ko.zst` / `.ko.gz` or plain).

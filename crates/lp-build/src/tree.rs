@@ -226,39 +226,16 @@ pub fn check_vmlinux(path: &Path) -> Result<VmlinuxInfo> {
     })
 }
 
-/// The first line of `<cc> --version`.
-pub fn compiler_version(cc: &str) -> Result<String> {
-    let out = std::process::Command::new(cc)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string()),
-        Ok(o) => Err(fail_hint(
-            Status::Input,
-            format!(
-                "`{cc} --version` failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            "install the compiler the running kernel was built with",
-        )),
-        Err(e) => Err(fail_hint(
-            Status::Input,
-            format!("cannot run the compiler `{cc}`: {e}"),
-            "install the compiler the running kernel was built with",
-        )),
-    }
-}
-
 /// `gcc (Debian 12.2.0-14) 12.2.0` and `GCC: (Debian 12.2.0-14) 12.2.0` -> `(Debian 12.2.0-14)
 /// 12.2.0`: the part both spellings share.
+///
+/// clang writes its whole version line (`Debian clang version 19.1.7 (3~deb12u1)`) both in
+/// `--version` and in `.comment`: its identity is that line from `clang version` on.
 pub fn compiler_identity(s: &str) -> String {
     let s = s.trim().trim_matches('"');
+    if let Some(i) = s.find("clang version") {
+        return s[i..].trim().to_string();
+    }
     match s.find('(') {
         Some(i) => s[i..].trim().to_string(),
         None => s
@@ -373,6 +350,19 @@ mod tests {
         let e = check_compiler(&v, None, "gcc (GNU) 12.2.0").unwrap_err();
         assert!(crate::exit::one_line(&e).contains("compiler mismatch"));
         assert!(check_compiler(&v, None, "gcc (GNU) 13.1.0").is_ok());
+        // clang: the whole version, not just its parenthesis (Debian's revision).
+        let clang = "Debian clang version 19.1.7 (3~deb12u1)";
+        assert_eq!(compiler_identity(clang), "clang version 19.1.7 (3~deb12u1)");
+        assert_ne!(
+            compiler_identity(clang),
+            compiler_identity("Debian clang version 16.0.6 (3~deb12u1)")
+        );
+        let v = VmlinuxInfo {
+            compilers: vec![clang.into()],
+            ..v
+        };
+        assert!(check_compiler(&v, None, clang).is_ok());
+        assert!(check_compiler(&v, None, "Debian clang version 16.0.6 (15)").is_err());
     }
 
     #[test]

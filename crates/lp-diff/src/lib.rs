@@ -293,6 +293,20 @@ pub enum DiffError {
     },
 }
 
+impl DiffError {
+    /// The object is LLVM bitcode (a clang LTO build's), which the differ cannot compare: the
+    /// caller says so instead of calling it damaged or a bug.
+    pub fn is_llvm_bitcode(&self) -> bool {
+        matches!(
+            self,
+            DiffError::Elf {
+                source: lp_elf::Error::LlvmBitcode,
+                ..
+            }
+        )
+    }
+}
+
 /// Section and layout constants of the metadata the differ writes for the module emitter (the
 /// encoding itself is shared with the emitter: [`lp_elf::klp::KlpRelocEntry`]).
 pub mod meta {

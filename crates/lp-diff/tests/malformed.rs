@@ -359,3 +359,28 @@ fn section_entsize_is_used_when_no_size_is_given() {
         sections(own.output.as_deref().unwrap())
     );
 }
+
+/// An LLVM bitcode object (what a clang LTO kernel's objects are until the final link) on either
+/// side is the typed error that says so, not "malformed" and not a panic: raw bitcode and the
+/// bitcode wrapper, each as orig and as patched.
+#[test]
+fn llvm_bitcode_is_its_own_error() {
+    let c = case(CASE);
+    let (orig, patched) = read(&c);
+    let mut raw = b"BC\xc0\xde\x35\x14\x00\x00\x05\x00\x00\x00\x62\x0c\x30\x24".to_vec();
+    raw.resize(4096, 0);
+    let mut wrapper = vec![0xde, 0xc0, 0x17, 0x0b, 0, 0, 0, 0, 0x14, 0, 0, 0];
+    wrapper.extend_from_slice(&raw);
+    for bc in [&raw, &wrapper] {
+        for (which, o, p) in [("orig", bc, &patched), ("patched", &orig, bc)] {
+            let e = diff(o, p, &opts(&c)).expect_err("bitcode must not diff");
+            assert!(e.is_llvm_bitcode(), "{which}: {e}");
+            let msg = e.to_string();
+            assert!(msg.starts_with(which), "{msg}");
+            assert!(msg.contains("LLVM bitcode") && msg.contains("LTO"), "{msg}");
+        }
+    }
+    // A truncated ELF file stays "malformed", not bitcode.
+    let e = diff(&orig[..10], &patched, &opts(&c)).expect_err("truncated");
+    assert!(!e.is_llvm_bitcode(), "{e}");
+}

@@ -28,6 +28,21 @@ pub enum Error {
     /// The model is inconsistent and cannot be written (a bug in the caller).
     #[error("cannot write ELF: {0}")]
     Write(String),
+    /// The bytes are LLVM bitcode (raw or in its wrapper), not an ELF object: clang's output for
+    /// link-time optimisation (`-flto`, a kernel with `CONFIG_LTO_CLANG`), which holds no
+    /// machine code until the final link.
+    #[error(
+        "LLVM bitcode, not an ELF object: it was compiled for link-time optimisation (clang \
+         LTO) and holds no machine code until the final link, and the differ compares machine \
+         code"
+    )]
+    LlvmBitcode,
+}
+
+/// Whether `data` starts like LLVM bitcode: the raw magic `BC 0xC0DE` or the bitcode wrapper's
+/// `0x0B17C0DE` (little-endian), as `llvm-dis` and the linkers recognise it.
+pub fn is_llvm_bitcode(data: &[u8]) -> bool {
+    data.starts_with(b"BC\xc0\xde") || data.starts_with(&[0xde, 0xc0, 0x17, 0x0b])
 }
 
 impl From<object::read::Error> for Error {

@@ -29,6 +29,9 @@ impl Object {
 }
 
 fn parse(data: &[u8], contents: bool) -> Result<Object> {
+    if crate::is_llvm_bitcode(data) {
+        return Err(Error::LlvmBitcode);
+    }
     if data.len() < 16 || &data[..4] != b"\x7fELF" {
         return malformed("not an ELF file (bad magic or too short)");
     }

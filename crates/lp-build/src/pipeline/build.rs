@@ -16,20 +16,30 @@ pub(super) struct Pair {
 pub(super) struct Kbuild<'a> {
     pub(super) src: &'a Path,
     pub(super) build: PathBuf,
+    /// The kernel's compiler and its make variables.
+    pub(super) toolchain: &'a crate::toolchain::Toolchain,
+    /// `CC` for the cache tree: the wrapper in front of the kernel's compiler.
     pub(super) cc: String,
     pub(super) jobs: usize,
     pub(super) log: PathBuf,
 }
 
-/// The one make command lp-build runs: `make -C DIR [O=BUILD]`, in the C locale (its
-/// messages are parsed), without the wrapper's variables or a `KBUILD_OUTPUT` of the caller's
-/// environment; callers add goals and their own variables.
-pub(super) fn make_command(dir: &Path, out: Option<&Path>) -> Command {
+/// The one make command lp-build runs: `make -C DIR [O=BUILD]` with the kernel's compiler
+/// (`CC=cc`, and for clang `LLVM=-19` and the like: [`crate::toolchain::Toolchain::make_vars`]),
+/// in the C locale (its messages are parsed), without the wrapper's variables or a
+/// `KBUILD_OUTPUT` of the caller's environment; callers add goals and their own variables.
+pub(super) fn make_command(
+    dir: &Path,
+    out: Option<&Path>,
+    toolchain: &crate::toolchain::Toolchain,
+    cc: &str,
+) -> Command {
     let mut c = Command::new("make");
     c.arg("-C").arg(dir);
     if let Some(o) = out {
         c.arg(format!("O={}", o.display()));
     }
+    c.args(toolchain.make_vars(cc));
     c.env("LC_ALL", "C")
         .env_remove(ccwrap::ENV_SAVE_DIR)
         .env_remove(ccwrap::ENV_OBJTREE)
@@ -39,9 +49,8 @@ pub(super) fn make_command(dir: &Path, out: Option<&Path>) -> Command {
 
 impl Kbuild<'_> {
     pub(super) fn command(&self, goals: &[&str]) -> Command {
-        let mut c = make_command(self.src, Some(&self.build));
+        let mut c = make_command(self.src, Some(&self.build), self.toolchain, &self.cc);
         c.arg(format!("-j{}", self.jobs))
-            .arg(format!("CC={}", self.cc))
             .arg(format!("KCFLAGS={KCFLAGS}"))
             .args(goals);
         c

@@ -16,7 +16,6 @@ pub(super) struct Checked {
     pub(super) user_build: tree::UserBuild,
     pub(super) config_path: PathBuf,
     pub(super) config_text: String,
-    pub(super) cc_line: String,
     pub(super) objtool_on_module: bool,
     /// The ORC and call-site tables the kernel's configuration requires of module code.
     pub(super) code_tables: lp_emit::CodeTables,
@@ -24,9 +23,9 @@ pub(super) struct Checked {
     pub(super) sign: crate::sign::Plan,
     pub(super) module: String,
     pub(super) output_dir: PathBuf,
-    /// The compiler command kbuild runs (through the wrapper): `gcc`, or the one named in a
-    /// distribution kernel's `CONFIG_CC_VERSION_TEXT`.
-    pub(super) cc: String,
+    /// The kernel's compiler found on this host (from its configuration), and the make
+    /// variables every kbuild run gets.
+    pub(super) toolchain: crate::toolchain::Toolchain,
     /// A distribution kernel built from its packages (`None`: a complete build directory).
     pub(super) packaged: Option<crate::packaged::Packaged>,
     /// The user's tree is built in place (`src` is lp-build's copy of it).
@@ -186,16 +185,7 @@ pub(super) fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked
             ));
         }
     }
-    let cc_line = tree::compiler_version(REAL_CC)?;
-    if args.skip_compiler_check {
-        ui.warn("--skip-compiler-check: not comparing the compiler with vmlinux's");
-    } else {
-        tree::check_compiler(
-            &vmlinux,
-            config.get("CONFIG_CC_VERSION_TEXT").map(String::as_str),
-            &cc_line,
-        )?;
-    }
+    let toolchain = select_toolchain(args, &config, &config_path, &src.path, &vmlinux, ui)?;
     let files = apply_patches(&src.path, &patches, scratch, args.fuzz, ui)?;
     let module = args.module_name()?;
     let output_dir = match &args.output {
@@ -220,13 +210,52 @@ pub(super) fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked
         user_build,
         config_path,
         config_text,
-        cc_line,
         module,
         output_dir,
-        cc: REAL_CC.to_string(),
+        toolchain,
         packaged: None,
         in_place,
     })
+}
+
+/// The kernel's compiler, one mechanism for both kinds of kernel: a clang LTO kernel is refused,
+/// the compiler its configuration names is found here with the kernel's version
+/// ([`crate::toolchain::find`]: missing or another version is refused naming both), and its
+/// version line is compared with the ones vmlinux records (`.comment`).
+pub(super) fn select_toolchain(
+    args: &BuildArgs,
+    config: &BTreeMap<String, String>,
+    config_path: &Path,
+    tree: &Path,
+    vmlinux: &VmlinuxInfo,
+    ui: &Ui,
+) -> Result<crate::toolchain::Toolchain> {
+    use crate::toolchain;
+    let kernel = toolchain::from_config(config);
+    toolchain::refuse_lto(&kernel, config_path)?;
+    let makefile = fs::read_to_string(tree.join("Makefile")).unwrap_or_default();
+    let t = toolchain::find(
+        &kernel,
+        &toolchain::Host {
+            makefile: &makefile,
+            skip_version_check: args.skip_compiler_check,
+            probe: &toolchain::host_probe,
+        },
+    )?;
+    if args.skip_compiler_check {
+        ui.warn("--skip-compiler-check: not comparing the compiler with vmlinux's");
+    } else {
+        tree::check_compiler(vmlinux, kernel.text.as_deref(), &t.cc_line)?;
+    }
+    if t.family == toolchain::Family::Clang || ui.debug {
+        ui.info(&format!(
+            "compiler: {} ({}); kbuild runs with {}",
+            t.cc,
+            t.cc_line,
+            t.describe_vars()
+        ));
+    }
+    Ok(t)
 }
 
 /// The distribution's source tarball unpacked in the cache (once), under its lock.
@@ -310,17 +339,10 @@ pub(super) fn check_packaged(
     let config_path = args.config.clone().unwrap_or_else(|| p.config.clone());
     let (config_text, config) = tree::read_config(&config_path)?;
     tree::check_config(&config, &config_path)?;
-    let cc = packaged::compiler_command(config.get("CONFIG_CC_VERSION_TEXT").map(String::as_str));
-    let cc_line = tree::compiler_version(&cc)?;
-    if args.skip_compiler_check {
-        ui.warn("--skip-compiler-check: not comparing the compiler with vmlinux's");
-    } else {
-        tree::check_compiler(
-            &vmlinux,
-            config.get("CONFIG_CC_VERSION_TEXT").map(String::as_str),
-            &cc_line,
-        )?;
-    }
+    // The headers' Makefile stands for the tree's (unpacked later): whether it takes
+    // `LLVM=-N` only changes how the same tools are named.
+    let headers_dir = p.config.parent().unwrap_or(root).to_path_buf();
+    let toolchain = select_toolchain(args, &config, &config_path, &headers_dir, &vmlinux, ui)?;
     let module = args.module_name()?;
     let output_dir = match &args.output {
         Some(o) => o.clone(),
@@ -366,10 +388,9 @@ pub(super) fn check_packaged(
         },
         config_path,
         config_text,
-        cc_line,
         module,
         output_dir,
-        cc,
+        toolchain,
         packaged: Some(p),
         in_place: false,
     })

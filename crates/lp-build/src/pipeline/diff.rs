@@ -5,6 +5,12 @@ use super::*;
 
 /// Refuses vmlinux functions whose kallsyms range in the running kernel holds more than one
 /// ftrace call site (see `ftrace_sites`): the kernel may attach the patch to the wrong one.
+/// What to do when the build made LLVM bitcode instead of machine code.
+pub(crate) const LLVM_BITCODE_HINT: &str =
+    "the objects were compiled for clang's link-time optimisation (CONFIG_LTO_CLANG, or -flto in \
+     KCFLAGS), which lp-build cannot patch: live-patch a kernel built without LTO \
+     (CONFIG_LTO_NONE=y)";
+
 pub(super) fn refuse_ambiguous_ftrace_sites(
     vmlinux: &[u8],
     diffs: &mut [(Pair, String, lp_diff::DiffResult)],
@@ -204,6 +210,13 @@ pub(super) fn diff_pairs(
                 explain: ui.debug || args.show_first_changed,
                     };
             let r = lp_diff::diff(&orig, &patched, &opts).map_err(|e| {
+                if e.is_llvm_bitcode() {
+                    return fail_hint(
+                        Status::Input,
+                        format!("{}: {e}", p.rel),
+                        LLVM_BITCODE_HINT,
+                    );
+                }
                 fail_hint(
                     Status::Internal,
                     format!("{}: the differ cannot read the objects: {e}", p.rel),

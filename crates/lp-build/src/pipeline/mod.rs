@@ -53,15 +53,13 @@ use build::*;
 pub use build::{patched_goals, targeted_goals};
 use check::*;
 pub use diff::ENV_TEST_PAUSE_DIFF;
+pub(crate) use diff::LLVM_BITCODE_HINT;
 use diff::*;
 pub(crate) use module::write_output;
 use module::*;
 pub use module::{code_tables, objtool_warnings, ENV_TEST_FAIL_WRITE};
 use report::{object_reports, write_report};
 pub use report::{ObjectReport, PatchFileReport, Report};
-
-/// The real compiler kbuild runs through the wrapper.
-pub const REAL_CC: &str = "gcc";
 
 /// Time spent per phase.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -129,7 +127,12 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
     let t = Instant::now();
     let span = tracing::info_span!("phase", name = "original build").entered();
     let tc = &c.tc;
-    let key = cache::build_key(&c.src.path, &c.src.version, &c.config_text, &c.cc_line);
+    let key = cache::build_key(
+        &c.src.path,
+        &c.src.version,
+        &c.config_text,
+        &c.toolchain.cc_line,
+    );
     let entry = tc.entry(&key);
     let build_dir = entry.build_dir();
     fs::create_dir_all(&build_dir).with_context(|| format!("creating {}", build_dir.display()))?;
@@ -143,7 +146,13 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
     let kb = Kbuild {
         src: &c.src.path,
         build: build_dir.clone(),
-        cc: format!("{} {} {}", wrapper.display(), ccwrap::SUBCOMMAND, c.cc),
+        toolchain: &c.toolchain,
+        cc: format!(
+            "{} {} {}",
+            wrapper.display(),
+            ccwrap::SUBCOMMAND,
+            c.toolchain.cc
+        ),
         jobs,
         log: tmp_path.join("build.log"),
     };

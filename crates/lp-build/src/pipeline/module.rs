@@ -38,6 +38,13 @@ pub(super) fn entry_sizes(
         "building the entry-size probe module",
     )?;
     let obj = fs::read(dir.join("lp_probe.o")).context("reading the probe object")?;
+    if lp_elf::is_llvm_bitcode(&obj) {
+        return Err(fail_hint(
+            Status::Input,
+            "the entry-size probe module compiled to LLVM bitcode, not machine code",
+            LLVM_BITCODE_HINT,
+        ));
+    }
     let sizes = probe::read_sizes(&obj)?;
     write_atomic(&cached, &serde_json::to_vec_pretty(&sizes)?)?;
     if ui.debug {
@@ -156,10 +163,11 @@ pub(super) fn build_module(
 /// build directory (`make -C SRC O=BUILD M=DIR`) or a distribution's headers package
 /// (`make -C HEADERS M=DIR`).
 pub(super) fn module_make(c: &Checked, dir: &Path) -> Command {
+    let tc = &c.toolchain;
     let mut cmd = if c.packaged.is_some() || c.in_place {
-        make_command(&c.user_build.dir, None)
+        make_command(&c.user_build.dir, None, tc, &tc.cc)
     } else {
-        make_command(&c.src.path, Some(&c.user_build.dir))
+        make_command(&c.src.path, Some(&c.user_build.dir), tc, &tc.cc)
     };
     cmd.arg(format!("M={}", dir.display()));
     cmd

@@ -19,11 +19,26 @@ SUBLEVEL = 0
 EXTRAVERSION = -fake
 srctree := $(CURDIR)
 objtree := $(abspath $(if $(O),$(O),.))
+# LLVM=1 or LLVM=-N selects clang and ld.lld, as in kbuild (Documentation/kbuild/llvm.rst).
+ifneq ($(LLVM),)
+ifneq ($(filter -%,$(LLVM)),)
+LLVM_SUFFIX := $(LLVM)
+endif
+ifeq ($(origin CC),default)
+CC := clang$(LLVM_SUFFIX)
+endif
+LD := ld.lld$(LLVM_SUFFIX)
+endif
 ifeq ($(origin CC),default)
 CC := gcc
 endif
+# FAKE_MAKE_LOG=FILE: every make run appends its goals and toolchain variables to FILE.
+ifneq ($(FAKE_MAKE_LOG),)
+$(shell echo 'goals=[$(MAKECMDGOALS)] M=[$(M)] LLVM=[$(LLVM)] LLVM_IAS=[$(LLVM_IAS)] CC=[$(CC)]' >> $(FAKE_MAKE_LOG))
+endif
+# FAKE_EXTRA_CFLAGS: more compiler flags for every object (-flto=thin makes bitcode objects).
 CFLAGS_KERNEL := -O2 -fno-pie -fno-pic -mcmodel=kernel -mno-red-zone -pg -mfentry \
-	-fno-asynchronous-unwind-tables -I$(srctree)/include
+	-fno-asynchronous-unwind-tables -I$(srctree)/include $(FAKE_EXTRA_CFLAGS)
 VMLINUX_OBJS := init/main.o fs/proc/cmdline.o
 MODULE_OBJS := drivers/foo/foo.o
 HEADERS := $(wildcard $(srctree)/include/linux/*.h)
@@ -59,7 +74,7 @@ $(objtree)/%.o: $(srctree)/%.c $(HEADERS) $(objtree)/.flags
 
 vmlinux: $(objtree)/vmlinux
 $(objtree)/vmlinux: $(objtree)/vmlinux.a
-	cd $(objtree) && ld -r -o vmlinux $(VMLINUX_OBJS)
+	cd $(objtree) && $(LD) -r -o vmlinux $(VMLINUX_OBJS)
 $(objtree)/vmlinux.a: $(addprefix $(objtree)/,$(VMLINUX_OBJS))
 	cd $(objtree) && rm -f vmlinux.a && ar cDPrST vmlinux.a $(VMLINUX_OBJS)
 
@@ -77,7 +92,7 @@ $(build-dir): $(addprefix $(objtree)/,$(VMLINUX_OBJS)) $(if $(KBUILD_MODULES),$(
 modules: $(objtree)/drivers/foo/foo.ko
 $(objtree)/drivers/foo/foo.ko: $(addprefix $(objtree)/,$(MODULE_OBJS))
 	cd $(objtree) && echo drivers/foo/foo.o > drivers/foo/foo.mod && \
-		echo drivers/foo/foo.o > modules.order && ld -r -o drivers/foo/foo.ko drivers/foo/foo.o
+		echo drivers/foo/foo.o > modules.order && $(LD) -r -o drivers/foo/foo.ko drivers/foo/foo.o
 	cd $(objtree) && printf '0x00000000\tfake_export\tvmlinux\tEXPORT_SYMBOL\t\n' > Module.symvers
 
 olddefconfig:
@@ -168,6 +183,12 @@ pub fn age(p: &Path) {
 
 impl Fake {
     pub fn new() -> Fake {
+        Fake::with(CONFIG, &[])
+    }
+
+    /// A fake tree whose user build has the configuration `config` and was built with the make
+    /// variables `vars` (`LLVM=-19`).
+    pub fn with(config: &str, vars: &[&str]) -> Fake {
         let tmp = tempfile::tempdir().unwrap();
         let root = fs::canonicalize(tmp.path()).unwrap();
         let src = root.join("src");
@@ -196,13 +217,16 @@ impl Fake {
         }
         let user = root.join("userbuild");
         fs::create_dir_all(&user).unwrap();
-        fs::write(user.join(".config"), CONFIG).unwrap();
+        fs::write(user.join(".config"), config).unwrap();
         run_ok(
             Command::new("make")
                 .arg("-C")
                 .arg(&src)
                 .arg(format!("O={}", user.display()))
-                .args(["vmlinux", "modules"]),
+                .args(vars)
+                .args(["vmlinux", "modules"])
+                .env_remove("FAKE_MAKE_LOG")
+                .env_remove("FAKE_EXTRA_CFLAGS"),
         );
         let cache = root.join("cache");
         Fake {
@@ -242,6 +266,8 @@ impl Fake {
             .env_remove("FAKE_KBUILD_SLEEP")
             .env_remove("FAKE_ORIG_PAUSE")
             .env_remove("FAKE_MODULE_PAUSE")
+            .env_remove("FAKE_MAKE_LOG")
+            .env_remove("FAKE_EXTRA_CFLAGS")
             .env_remove("LP_BUILD_TEST_PAUSE_DIFF")
             .env_remove("LP_BUILD_TEST_FAIL_WRITE");
         c
