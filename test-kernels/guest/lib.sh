@@ -111,3 +111,35 @@ klp_wait_gone() {
 	done
 	log "livepatch $1: unregistered"
 }
+
+# mount_disk DIR: the VM's disk (`disk = ` in a case.conf): loads the modules that read it, in
+# the order of /lp/disk-modules (virtio_blk, ext4 and their dependencies, as the kernel's
+# package ships them), mounts /dev/vda on DIR and sets LP_BOOT to the number of this boot of
+# the run (counted in DIR/.lp-e2e-boots: the disk is made afresh for each run).
+mount_disk() {
+	[ -e /lp/disk-modules ] || fail "no disk: the case.conf has no disk = "
+	while read -r m; do
+		[ -d "/sys/module/${m%%.ko*}" ] || load_ko "$m"
+	done </lp/disk-modules
+	i=0
+	while [ ! -b /dev/vda ]; do
+		i=$((i + 1))
+		[ "$i" -lt 100 ] || fail "no /dev/vda 10s after loading $(tr '\n' ' ' </lp/disk-modules)"
+		sleep 0.1
+	done
+	mkdir -p "$1"
+	out=$(mount -t ext4 /dev/vda "$1" 2>&1) || fail "mount /dev/vda on $1: $out"
+	LP_BOOT=$(($(cat "$1/.lp-e2e-boots" 2>/dev/null || echo 0) + 1))
+	echo "$LP_BOOT" >"$1/.lp-e2e-boots"
+	sync
+	log "boot $LP_BOOT: /dev/vda mounted on $1"
+}
+
+# umount_disk DIR: everything mounted below DIR, then DIR itself.
+umount_disk() {
+	for m in $(awk -v d="$1" '$2 ~ "^" d "/" { print $2 }' /proc/mounts | sort -r); do
+		umount "$m" || fail "umount $m"
+	done
+	sync
+	umount "$1" || fail "umount $1"
+}

@@ -86,6 +86,20 @@ pub const DISTROS: &[Distro] = &[
     },
 ];
 
+/// What reads the guest's disk (a virtio disk with ext4, [`crate::vm::Disk`]): each module
+/// (below `lib/modules/R/kernel/`, without suffix) with the option that builds it. Those built in
+/// (`=y`) are left out; each module's own dependencies (its `.modinfo` `depends=`) are loaded
+/// before it, as `modules.dep` would order them (the image package ships no `modules.dep`:
+/// depmod makes it at installation).
+pub const DISK_MODULES: &[(&str, &str)] = &[
+    ("VIRTIO_PCI", "drivers/virtio/virtio_pci"),
+    ("VIRTIO_BLK", "drivers/block/virtio_blk"),
+    // ext4 and jbd2 checksum with crc32c through the crypto API (ext4's `softdep=pre:
+    // crypto-crc32c`, which modprobe would follow; the guest has no modprobe).
+    ("CRYPTO_CRC32C", "crypto/crc32c_generic"),
+    ("EXT4_FS", "fs/ext4/ext4"),
+];
+
 /// The distribution kernel named `name`, or an error listing the known ones.
 pub fn find(name: &str) -> Result<&'static Distro> {
     DISTROS.iter().find(|d| d.name == name).with_context(|| {
@@ -278,6 +292,124 @@ fn stock_module(root: &Path, d: &Distro, rel: &str) -> Result<PathBuf> {
     )
 }
 
+impl DistroKernel {
+    /// The stock modules that read the guest's disk ([`DISK_MODULES`] and their dependencies),
+    /// in load order, as shipped.
+    pub fn disk_modules(&self) -> Result<Vec<PathBuf>> {
+        let kdir = self
+            .root
+            .join(format!("lib/modules/{}/kernel", self.distro.release));
+        let mut index = BTreeMap::new();
+        index_modules(&kdir, &mut index)?;
+        let mut order = Vec::new();
+        for (option, rel) in DISK_MODULES {
+            match self.config.get(*option).map(String::as_str) {
+                Some("y") => continue,
+                Some("m") => {}
+                other => bail!(
+                    "{}: CONFIG_{option} is {other:?}, neither y nor m: the guest cannot read its disk",
+                    self.distro.name
+                ),
+            }
+            let path = stock_module(&self.root, &self.distro, rel)?;
+            add_with_dependencies(&path, &index, &mut order, 0)?;
+        }
+        Ok(order)
+    }
+}
+
+/// Every module file below `dir`, by module name (`-` written `_`, as the kernel does).
+fn index_modules(dir: &Path, index: &mut BTreeMap<String, PathBuf>) -> Result<()> {
+    for e in fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))? {
+        let p = e?.path();
+        if p.is_dir() {
+            index_modules(&p, index)?;
+        } else if let Some(name) = module_name(&p) {
+            index.insert(name, p);
+        }
+    }
+    Ok(())
+}
+
+/// `ext4` for `.../ext4.ko.xz`; `None` for a file that is not a module.
+fn module_name(p: &Path) -> Option<String> {
+    let n = p.file_name()?.to_str()?;
+    [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
+        .iter()
+        .find_map(|s| n.strip_suffix(s))
+        .map(|n| n.replace('-', "_"))
+}
+
+/// Appends `path` to `order` after its dependencies (depth first, each once).
+fn add_with_dependencies(
+    path: &Path,
+    index: &BTreeMap<String, PathBuf>,
+    order: &mut Vec<PathBuf>,
+    depth: usize,
+) -> Result<()> {
+    if order.iter().any(|p| p == path) {
+        return Ok(());
+    }
+    if depth > 32 {
+        bail!("{}: the module dependencies loop", path.display());
+    }
+    let bytes = module_bytes(path)?;
+    for dep in modinfo_depends(&bytes) {
+        let dep_path = index.get(&dep.replace('-', "_")).with_context(|| {
+            format!(
+                "{} depends on {dep}, which is not in the package",
+                path.display()
+            )
+        })?;
+        add_with_dependencies(dep_path, index, order, depth + 1)?;
+    }
+    order.push(path.to_path_buf());
+    Ok(())
+}
+
+/// A module file's ELF bytes (`.ko` as is, `.ko.xz` decompressed).
+fn module_bytes(path: &Path) -> Result<Vec<u8>> {
+    let raw = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let name = path.to_string_lossy();
+    if name.ends_with(".ko") {
+        Ok(raw)
+    } else if name.ends_with(".ko.xz") {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut liblzma::read::XzDecoder::new(&raw[..]), &mut out)
+            .with_context(|| format!("cannot decompress {}", path.display()))?;
+        Ok(out)
+    } else {
+        bail!(
+            "{}: only .ko and .ko.xz modules are read here",
+            path.display()
+        )
+    }
+}
+
+/// The module names of a module's `depends=` (its `.modinfo` string, NUL-separated).
+fn modinfo_depends(elf: &[u8]) -> Vec<String> {
+    const KEY: &[u8] = b"depends=";
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(i) = elf[at..].windows(KEY.len()).position(|w| w == KEY) {
+        let start = at + i;
+        at = start + KEY.len();
+        if start > 0 && elf[start - 1] != 0 {
+            continue;
+        }
+        let value = &elf[at..];
+        let value = &value[..value.iter().position(|&b| b == 0).unwrap_or(value.len())];
+        out.extend(
+            String::from_utf8_lossy(value)
+                .split(',')
+                .filter(|d| !d.is_empty())
+                .map(String::from),
+        );
+        break;
+    }
+    out
+}
+
 /// Downloads (when missing) and extracts (when changed) the packages of `name`.
 pub fn ensure(name: &str) -> Result<DistroKernel> {
     let d = *find(name)?;
@@ -458,6 +590,56 @@ mod tests {
             None
         );
         assert_eq!(package_file(&s.0, "linux-kbuild-6.1", "6.1.193-1"), None);
+    }
+
+    #[test]
+    fn dependencies_from_modinfo() {
+        let elf = b"\x7fELF...license=GPL\0depends=jbd2,crc16,mbcache\0intree=Y\0";
+        assert_eq!(modinfo_depends(elf), ["jbd2", "crc16", "mbcache"]);
+        assert!(modinfo_depends(b"\0depends=\0name=x\0").is_empty());
+        // Only a whole `depends=` string counts, not the end of another one.
+        assert!(modinfo_depends(b"\0xdepends=a\0").is_empty());
+        assert_eq!(
+            modinfo_depends(b"depends=virtio,virtio_ring"),
+            ["virtio", "virtio_ring"]
+        );
+        assert_eq!(
+            module_name(Path::new("a/crc32c-intel.ko.xz")).as_deref(),
+            Some("crc32c_intel")
+        );
+        assert_eq!(module_name(Path::new("a/modules.dep")), None);
+    }
+
+    #[test]
+    fn disk_modules_come_after_their_dependencies() {
+        let s = deb::tests::Scratch::new("deps");
+        let ko = |name: &str, deps: &str| {
+            let p = s.0.join(format!("{name}.ko"));
+            fs::write(&p, format!("\0depends={deps}\0")).unwrap();
+            p
+        };
+        let a = ko("a", "b,c");
+        let b = ko("b", "c");
+        let c = ko("c", "");
+        let index: BTreeMap<String, PathBuf> = [("a", &a), ("b", &b), ("c", &c)]
+            .iter()
+            .map(|(n, p)| (n.to_string(), p.to_path_buf()))
+            .collect();
+        let mut order = Vec::new();
+        add_with_dependencies(&a, &index, &mut order, 0).unwrap();
+        assert_eq!(order, [c.clone(), b.clone(), a.clone()]);
+        // A dependency the package lacks, and a loop, are errors, not a hang.
+        let d = ko("d", "missing");
+        let err = add_with_dependencies(&d, &index, &mut Vec::new(), 0).unwrap_err();
+        assert!(format!("{err:#}").contains("depends on missing"), "{err:#}");
+        let e = ko("e", "e_again");
+        let mut looping = index.clone();
+        looping.insert("e".into(), e.clone());
+        looping.insert("e_again".into(), e.clone());
+        let f = ko("f", "e");
+        looping.insert("f".into(), f.clone());
+        // `e` depends on itself under another name: the depth bound stops it.
+        assert!(add_with_dependencies(&f, &looping, &mut Vec::new(), 0).is_err());
     }
 
     #[test]

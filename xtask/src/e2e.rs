@@ -23,6 +23,13 @@
 //!
 //! `qemu-cpu = MODEL` and `append = ARGS` in a case.conf boot the VM with that qemu CPU model and
 //! those kernel arguments (a case that runs under a given CPU's speculation mitigations).
+//!
+//! `disk = MIB` gives the guest a persistent disk (`vm::Disk`: an ext4 image of the folder
+//! `LP_DISK` that host.sh fills, `/dev/vda`, mounted by lib.sh's `mount_disk`; the kernel's
+//! modules that read it come with it, so only a kernel with PCI virtio can run such a case) and
+//! `boots = N` boots the guest N times in one qemu (each `reboot -f` resets the machine; the
+//! check script runs at every boot and tells them apart by what the disk holds). host.sh also
+//! gets `LP_LPCTL` (the static lpctl, with `guest-tools = lpctl`) and `LP_REPO`.
 
 use crate::distro::DistroKernel;
 use crate::kernel::{self, KernelOptions, TestKernel};
@@ -103,6 +110,19 @@ impl Target<'_> {
                 cmd.env("LP_ROOT", &k.root)
                     .env("LP_KERNEL_RELEASE", k.distro.release);
             }
+        }
+    }
+
+    /// The modules that read the guest's disk, in load order (`disk = ` in a case.conf).
+    fn disk_modules(&self) -> Result<Vec<PathBuf>> {
+        match self {
+            Target::Test(k) => bail!(
+                "the test kernel {} has no PCI, virtio or block device support: a case with \
+                 `disk = ` runs on a distribution kernel (`distros = `, and `requires = \
+                 CONFIG_PCI CONFIG_BLOCK` to skip it elsewhere)",
+                k.release
+            ),
+            Target::Distro(k) => k.disk_modules(),
         }
     }
 
@@ -355,8 +375,44 @@ fn run_case(
         .as_ref()
         .and_then(|c| c.get("guest-tools").cloned())
         .unwrap_or_default();
-    if tools.split_whitespace().any(|t| t == "lpctl") {
-        vm.files.push(lpctl_static()?);
+    let lpctl = if tools.split_whitespace().any(|t| t == "lpctl") {
+        let lpctl = lpctl_static()?;
+        vm.files.push(lpctl.clone());
+        Some(lpctl)
+    } else {
+        None
+    };
+    // `boots = N`: the guest reboots N - 1 times in one qemu.
+    if let Some(n) = top.as_ref().and_then(|c| c.get("boots")) {
+        vm.boots = n
+            .parse()
+            .ok()
+            .filter(|&n| (1..=8).contains(&n))
+            .with_context(|| {
+                format!("{}: boots = {n}: not a number from 1 to 8", case.display())
+            })?;
+        vm.timeout *= vm.boots;
+    }
+    // `disk = MIB`: a persistent disk, filled by host.sh through LP_DISK.
+    let disk_files = out.join("disk-files");
+    if let Some(size) = top.as_ref().and_then(|c| c.get("disk")) {
+        let size_mib = size
+            .parse()
+            .ok()
+            .filter(|&s| (8..=4096).contains(&s))
+            .with_context(|| {
+                format!(
+                    "{}: disk = {size}: not a size in MiB from 8 to 4096",
+                    case.display()
+                )
+            })?;
+        let _ = std::fs::remove_dir_all(&disk_files);
+        std::fs::create_dir_all(&disk_files)?;
+        vm.disk = Some(crate::vm::Disk {
+            files: disk_files.clone(),
+            size_mib,
+            modules: kernel.disk_modules()?,
+        });
     }
     // Extra files of the case (`*.sh` helpers, expected logs) are copied to /lp/.
     for e in std::fs::read_dir(case)?.filter_map(|e| e.ok()) {
@@ -377,7 +433,14 @@ fn run_case(
             .env("LP_OUT", &out)
             .env("LP_GUEST", &guest)
             .env("LP_BUILD", lp_build)
-            .env("LP_BUILD_CACHE", lp_build_cache());
+            .env("LP_BUILD_CACHE", lp_build_cache())
+            .env("LP_REPO", crate::root());
+        if vm.disk.is_some() {
+            cmd.env("LP_DISK", &disk_files);
+        }
+        if let Some(lpctl) = &lpctl {
+            cmd.env("LP_LPCTL", lpctl);
+        }
         kernel.host_env(&mut cmd);
         let output = cmd
             .output()

@@ -48,6 +48,8 @@ const HOST_PACKAGES: &[(&str, &str)] = &[
     ("xz-utils", "/usr/bin/xz"),
     ("qemu-system-x86", "/usr/bin/qemu-system-x86_64"),
     ("busybox-static", "/bin/busybox"),
+    // The guest's disk image (`mke2fs -d`, no root needed) for cases that reboot.
+    ("e2fsprogs", "/usr/sbin/mke2fs"),
     // certs/Makefile generates the module signing key of a MODULE_SIG variant with it.
     ("openssl", "/usr/bin/openssl"),
 ];

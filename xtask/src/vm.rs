@@ -9,6 +9,13 @@
 //! timeout, and reads the marker.
 //!
 //! Always TCG: KVM is not usable on the project's machines.
+//!
+//! A VM may also have a disk ([`Disk`]: an ext4 image made on the host, without root, by
+//! `mke2fs -d` from a folder, attached as a virtio disk, `/dev/vda`; the kernel modules that read
+//! it go to `/lp/ko/` and their load order to `/lp/disk-modules`, for `mount_disk` in lib.sh)
+//! and boot several times ([`Vm::boots`]): qemu then runs without `-no-reboot`, so the guest's
+//! `reboot -f` resets the machine and the same kernel and initramfs boot again on the same disk;
+//! each boot prints its own result, and the host stops qemu after the last one.
 
 use crate::kernel::{self, secs, value};
 use anyhow::{bail, Context, Result};
@@ -106,7 +113,8 @@ pub fn kernel_complaints(console: &str, expected: &Expected) -> Vec<String> {
             out.push(format!("console: {}", line.trim()));
         }
     }
-    if let Some(line) = console.lines().rev().find(|l| l.contains(TAINT_MARKER)) {
+    // One line per boot (a run may boot several times): each must be clean.
+    for line in console.lines().filter(|l| l.contains(TAINT_MARKER)) {
         let rest = &line[line.find(TAINT_MARKER).unwrap_or(0) + TAINT_MARKER.len()..];
         match rest.trim().parse::<u64>() {
             Ok(value) => {
@@ -155,6 +163,23 @@ pub struct Vm {
     pub echo: bool,
     /// What the kernel may print or taint without failing the boot.
     pub expected: Expected,
+    /// A persistent disk (`/dev/vda`), made afresh for each run.
+    pub disk: Option<Disk>,
+    /// How many times the guest boots in one run (1: qemu exits at the guest's `reboot -f`).
+    pub boots: u32,
+}
+
+/// A disk for the guest: an ext4 image of a host folder, writable, kept across the reboots of
+/// one run (`Vm::boots`) and made again from the folder for every run.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    /// The folder whose files the image holds (`mke2fs -d`).
+    pub files: PathBuf,
+    /// The image's size in MiB.
+    pub size_mib: u32,
+    /// The kernel modules the guest loads, in this order, to read it (virtio_blk, ext4 and
+    /// their dependencies): copied to `/lp/ko/`, their names listed in `/lp/disk-modules`.
+    pub modules: Vec<PathBuf>,
 }
 
 /// How a boot ended.
@@ -199,6 +224,8 @@ impl Vm {
             cpu_model: "max".into(),
             echo: false,
             expected: Expected::default(),
+            disk: None,
+            boots: 1,
         }
     }
 
@@ -262,6 +289,20 @@ impl Vm {
                 &read(f, "check --file")?,
             );
         }
+        if let Some(disk) = &self.disk {
+            let mut order = String::new();
+            for ko in &disk.modules {
+                let name = file_name(ko)?;
+                cpio.file(
+                    &format!("/lp/ko/{name}"),
+                    0o644,
+                    &read(ko, "a module of the kernel")?,
+                );
+                order.push_str(&name);
+                order.push('\n');
+            }
+            cpio.file("/lp/disk-modules", 0o644, order.as_bytes());
+        }
         let raw = cpio.finish();
 
         let out = self.work_dir.join("initramfs.cpio.gz");
@@ -312,6 +353,11 @@ impl Vm {
         let initramfs = self.build_initramfs()?;
         let log_path = self.work_dir.join("console.log");
         let err_path = self.work_dir.join("qemu.stderr");
+        let disk = match &self.disk {
+            Some(d) => Some(make_disk_image(d, &self.work_dir.join("disk.img"))?),
+            None => None,
+        };
+        let boots = self.boots.max(1);
         let mut append = vec![
             "console=ttyS0".to_string(),
             "panic=-1".to_string(),
@@ -338,15 +384,27 @@ impl Vm {
             "-smp",
             &format!("{0},sockets={0},cores=1,threads=1", self.cpus),
         ])
-        .args(["-nographic", "-no-reboot", "-kernel"])
+        .arg("-nographic")
+        // One boot: the guest's `reboot -f` ends qemu. Several: it resets the machine, which
+        // boots the same kernel and initramfs again (on the same disk).
+        .args(if boots == 1 {
+            vec!["-no-reboot"]
+        } else {
+            vec![]
+        })
+        .arg("-kernel")
         .arg(&self.bzimage)
         .arg("-initrd")
         .arg(&initramfs)
         .arg("-append")
-        .arg(append.join(" "))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(
+        .arg(append.join(" "));
+        if let Some(img) = &disk {
+            cmd.arg("-drive").arg(format!(
+                "file={},format=raw,if=virtio,cache=writeback",
+                img.display()
+            ));
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(
             fs::File::create(&err_path)
                 .with_context(|| format!("cannot create {}", err_path.display()))?,
         );
@@ -359,10 +417,15 @@ impl Vm {
         let mut log = fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let echo = self.echo;
+        // Boots started and results printed so far (complete console lines), for a run of
+        // several boots, which qemu does not end by itself.
+        let seen = std::sync::Arc::new(BootCount::default());
+        let seen_by_reader = std::sync::Arc::clone(&seen);
         // Copies the console to the log as it comes, noting when the guest is up.
         let reader = std::thread::spawn(move || -> std::io::Result<(Vec<u8>, Option<Duration>)> {
             let mut all = Vec::new();
             let mut up = None;
+            let mut scanned = 0;
             let mut buf = [0u8; 8192];
             loop {
                 let n = stdout.read(&mut buf)?;
@@ -377,11 +440,19 @@ impl Vm {
                 if up.is_none() && contains(&all, UP_MARKER.as_bytes()) {
                     up = Some(start.elapsed());
                 }
+                scanned = seen_by_reader.count_lines(&all, scanned);
             }
         });
         let mut timed_out = false;
         loop {
             if child.try_wait().context("waiting for qemu")?.is_some() {
+                break;
+            }
+            // The last boot's result is in, or the guest booted once too often (a panic
+            // reboots at once): nothing more to wait for.
+            if boots > 1 && seen.done(boots) {
+                child.kill().ok();
+                child.wait().context("waiting for the stopped qemu")?;
                 break;
             }
             if start.elapsed() > self.timeout {
@@ -399,10 +470,19 @@ impl Vm {
             .map_err(|_| anyhow::anyhow!("the console reader thread panicked"))?
             .with_context(|| format!("copying the console to {}", log_path.display()))?;
         let console = String::from_utf8_lossy(&console);
-        let outcome = match parse_result(&console) {
+        // Which boot ended without a result, when there are several.
+        let which = if boots > 1 {
+            format!(
+                "boot {} of {boots}: ",
+                console.matches(UP_MARKER).count().max(1)
+            )
+        } else {
+            String::new()
+        };
+        let outcome = match parse_boots(&console, boots) {
             Some(o) => o,
             None if timed_out => Outcome::Fail(format!(
-                "timeout: no result after {} (last console line: {})",
+                "{which}timeout: no result after {} (last console line: {})",
                 secs(self.timeout),
                 last_line(&console)
             )),
@@ -414,7 +494,7 @@ impl Vm {
                 };
                 let stderr = fs::read_to_string(&err_path).unwrap_or_default();
                 Outcome::Fail(format!(
-                    "{why} without a result line (last console line: {}; qemu stderr: {})",
+                    "{which}{why} without a result line (last console line: {}; qemu stderr: {})",
                     last_line(&console),
                     stderr.trim()
                 ))
@@ -459,6 +539,95 @@ pub fn parse_result(console: &str) -> Option<Outcome> {
             line.trim()
         )))
     }
+}
+
+/// The outcome of a run of `boots` boots: each boot (from its `LP-E2E: guest up` line to the
+/// next) must print a passing result, and the guest must boot exactly `boots` times. `None`
+/// when a boot ended without a result line (the caller says why: timeout, panic, exit).
+pub fn parse_boots(console: &str, boots: u32) -> Option<Outcome> {
+    if boots <= 1 {
+        return parse_result(console);
+    }
+    let starts: Vec<usize> = console.match_indices(UP_MARKER).map(|(i, _)| i).collect();
+    for (k, &s) in starts.iter().enumerate().take(boots as usize) {
+        let end = starts.get(k + 1).copied().unwrap_or(console.len());
+        match parse_result(&console[s..end]) {
+            Some(Outcome::Pass) => {}
+            Some(Outcome::Fail(why)) => {
+                return Some(Outcome::Fail(format!("boot {} of {boots}: {why}", k + 1)))
+            }
+            None => return None,
+        }
+    }
+    let n = starts.len();
+    if n > boots as usize {
+        Some(Outcome::Fail(format!(
+            "the guest booted {n} times, {boots} expected (an unexpected reboot or a panic)"
+        )))
+    } else if n == 0 {
+        None
+    } else if n < boots as usize {
+        Some(Outcome::Fail(format!(
+            "boot {n} of {boots} passed, but the guest did not boot again"
+        )))
+    } else {
+        Some(Outcome::Pass)
+    }
+}
+
+/// Complete console lines holding [`UP_MARKER`] and [`RESULT_MARKER`], counted as they come.
+#[derive(Default)]
+struct BootCount {
+    ups: std::sync::atomic::AtomicU32,
+    results: std::sync::atomic::AtomicU32,
+}
+
+impl BootCount {
+    /// Counts the complete lines of `all` after `from`; returns where the next count starts.
+    fn count_lines(&self, all: &[u8], from: usize) -> usize {
+        let Some(last_nl) = all.iter().rposition(|&b| b == b'\n') else {
+            return from;
+        };
+        if last_nl < from {
+            return from;
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        for line in all[from..last_nl].split(|&b| b == b'\n') {
+            if contains(line, UP_MARKER.as_bytes()) {
+                self.ups.fetch_add(1, Relaxed);
+            }
+            if contains(line, RESULT_MARKER.as_bytes()) {
+                self.results.fetch_add(1, Relaxed);
+            }
+        }
+        last_nl + 1
+    }
+
+    /// Whether a run of `boots` boots is over: every result printed, or one boot too many.
+    fn done(&self, boots: u32) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.results.load(Relaxed) >= boots || self.ups.load(Relaxed) > boots
+    }
+}
+
+/// Makes `img`, an ext4 image of `disk.files` (`mke2fs -d`, no root needed).
+fn make_disk_image(disk: &Disk, img: &Path) -> Result<PathBuf> {
+    let _ = fs::remove_file(img);
+    let status = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-L", "lp-e2e", "-d"])
+        .arg(&disk.files)
+        .arg(img)
+        .arg(format!("{}M", disk.size_mib))
+        .status()
+        .context("cannot start mke2fs (apt-get install e2fsprogs)")?;
+    if !status.success() {
+        bail!(
+            "mke2fs -d {} {} failed with {status}",
+            disk.files.display(),
+            img.display()
+        );
+    }
+    Ok(img.to_path_buf())
 }
 
 fn last_line(console: &str) -> String {
@@ -830,6 +999,59 @@ mod tests {
         assert_eq!(kernel_complaints(warn, &expected), Vec::<String>::new());
         assert_eq!(taint_letters(1 << 13 | 1 << 15), "EK");
         assert_eq!(taint_letters(1 << 40), "+0x10000000000");
+    }
+
+    #[test]
+    fn results_of_several_boots() {
+        let up = |n: u32| format!("[ {n}.0] boot\nLP-E2E: guest up, kernel x, 1.0s since boot\n");
+        let pass = "LP-E2E-TAINT: 0\nLP-E2E-RESULT: PASS\n[ 9.0] reboot: Restarting system\n";
+        let two = format!("{}{pass}{}{pass}", up(1), up(2));
+        assert_eq!(parse_boots(&two, 2), Some(Outcome::Pass));
+        // One boot is parsed as before: the last result line.
+        assert_eq!(parse_boots(&two, 1), Some(Outcome::Pass));
+        // A failing first boot fails the run, even when the second passes.
+        let first_fails = format!(
+            "{}LP-E2E-RESULT: FAIL lpctl install: no\n{}{pass}",
+            up(1),
+            up(2)
+        );
+        assert_eq!(
+            parse_boots(&first_fails, 2),
+            Some(Outcome::Fail("boot 1 of 2: lpctl install: no".into()))
+        );
+        // The second boot never came, or came without a result, or a third one started.
+        let one = format!("{}{pass}", up(1));
+        assert_eq!(
+            parse_boots(&one, 2),
+            Some(Outcome::Fail(
+                "boot 1 of 2 passed, but the guest did not boot again".into()
+            ))
+        );
+        assert_eq!(parse_boots(&format!("{one}{}", up(2)), 2), None);
+        assert_eq!(parse_boots("no boot at all", 2), None);
+        let three = format!("{two}{}", up(3));
+        assert!(matches!(
+            parse_boots(&three, 2),
+            Some(Outcome::Fail(why)) if why.contains("booted 3 times")
+        ));
+        // Every boot's taint line is checked.
+        let tainted = format!("{}LP-E2E-TAINT: 512\n{}{pass}", up(1), up(2));
+        let c = kernel_complaints(&tainted, &Expected::default());
+        assert_eq!(c, ["the kernel is tainted W (512); not expected: W"]);
+    }
+
+    #[test]
+    fn boots_are_counted_on_complete_lines() {
+        let c = BootCount::default();
+        let mut all = b"LP-E2E: guest up\nLP-E2E-RESULT: PA".to_vec();
+        let at = c.count_lines(&all, 0);
+        assert!(!c.done(1), "a result line is counted once complete");
+        all.extend_from_slice(b"SS\n");
+        let at = c.count_lines(&all, at);
+        assert!(c.done(1) && !c.done(2));
+        all.extend_from_slice(b"LP-E2E: guest up\nLP-E2E: guest up\n");
+        c.count_lines(&all, at);
+        assert!(c.done(2), "a third boot of two is the end too");
     }
 
     #[test]

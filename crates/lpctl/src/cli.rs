@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{Error, ErrorClass, Result};
+use crate::install::BootService;
 use crate::kernel::Kernel;
 use crate::ops::{self, Ctx, Timing};
 use crate::output;
@@ -239,7 +240,42 @@ pub fn run(
             kernel_version,
         } => {
             let dest = crate::install::install(&sys, &file, kernel_version.as_deref())?;
-            emit(out, &format!("installed {}\n", dest.display()))
+            emit(out, &format!("installed {}\n", dest.display()))?;
+            // As `kpatch install` enables kpatch.service: the patch is of no use at boot else.
+            match crate::install::enable_boot_service(&sys)? {
+                BootService::Enabled(links) => {
+                    for (link, unit) in links {
+                        emit(
+                            out,
+                            &format!(
+                                "enabled the boot service: {} -> {}\n",
+                                link.display(),
+                                unit.display()
+                            ),
+                        )?;
+                    }
+                }
+                BootService::AlreadyEnabled => {}
+                BootService::NoInstallSection(unit) => {
+                    let _ = writeln!(
+                        log,
+                        "lpctl: warning: {} has no WantedBy=: enable it by hand to load the \
+                         installed patches at boot",
+                        unit.display()
+                    );
+                }
+                BootService::NotInstalled => {
+                    let _ = writeln!(
+                        log,
+                        "lpctl: warning: {} is not installed (in {}): nothing loads the \
+                         installed patches at boot (install it from lpctl's package, or run \
+                         `lpctl load --all` at boot)",
+                        crate::install::UNIT,
+                        crate::install::UNIT_DIRS.join(", ")
+                    );
+                }
+            }
+            Ok(())
         }
         Command::Uninstall {
             name,

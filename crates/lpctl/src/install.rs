@@ -2,6 +2,11 @@
 //! `/var/lib/lpctl/<release>/<name>.ko`, loaded again at boot by `lpctl load --all` (the
 //! systemd unit `dist/lpctl.service`), as kpatch keeps its patches in `/var/lib/kpatch`.
 //!
+//! `install` also enables that unit when it is installed and not yet enabled, as `kpatch
+//! install` runs `systemctl enable kpatch.service`: it makes the links of the unit's `WantedBy=`
+//! (`/etc/systemd/system/multi-user.target.wants/lpctl.service`), as `systemctl enable` does,
+//! so it also works in a chroot or an image where systemd is not running.
+//!
 //! Only files under the root ([`Sys`]) are touched: tests use a fake tree.
 
 use std::fs;
@@ -145,10 +150,113 @@ pub fn installed(sys: &Sys, release: Option<&str>) -> Result<Vec<PathBuf>> {
 }
 
 /// The module name of an installed file (`fix-a.ko.xz` -> `fix_a`).
-fn module_name_of(f: &Path) -> String {
+pub(crate) fn module_name_of(f: &Path) -> String {
     let n = f
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     crate::compress::strip_module_suffix(&n).replace('-', "_")
+}
+
+/// The boot unit's file name.
+pub const UNIT: &str = "lpctl.service";
+
+/// Where systemd finds units, in its order of precedence (the Debian package installs it in
+/// `/lib/systemd/system`).
+pub const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+/// What [`enable_boot_service`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootService {
+    /// The unit is installed; these links (`link`, its target) were made now.
+    Enabled(Vec<(PathBuf, PathBuf)>),
+    /// The unit is installed and every link of its `WantedBy=` was already there.
+    AlreadyEnabled,
+    /// The unit is installed but has no `WantedBy=`: nothing to enable.
+    NoInstallSection(PathBuf),
+    /// No `lpctl.service` in any of [`UNIT_DIRS`].
+    NotInstalled,
+}
+
+/// The targets of a unit's `WantedBy=` lines in its `[Install]` section.
+pub fn wanted_by(unit: &str) -> Vec<String> {
+    let mut section = "";
+    let mut out = Vec::new();
+    for line in unit.lines() {
+        let line = line.trim();
+        if line.starts_with('[') && line.ends_with(']') {
+            section = line;
+        } else if section == "[Install]" {
+            if let Some(v) = line.strip_prefix("WantedBy=") {
+                out.extend(v.split_whitespace().map(String::from));
+            }
+        }
+    }
+    out
+}
+
+/// Enables `lpctl.service` as `systemctl enable` would: for each target `T` of its
+/// `WantedBy=`, the link `/etc/systemd/system/T.wants/lpctl.service` to the unit.
+pub fn enable_boot_service(sys: &Sys) -> Result<BootService> {
+    let Some(dir) = UNIT_DIRS.iter().find(|d| sys.path(d).join(UNIT).is_file()) else {
+        return Ok(BootService::NotInstalled);
+    };
+    let unit = Path::new(dir).join(UNIT);
+    let text = fs::read_to_string(sys.path(&unit.to_string_lossy()))
+        .map_err(|e| io(format!("reading {}", unit.display()), e))?;
+    let targets = wanted_by(&text);
+    if targets.is_empty() {
+        return Ok(BootService::NoInstallSection(unit));
+    }
+    let mut made = Vec::new();
+    for t in targets {
+        if t.is_empty() || t.contains('/') || t.starts_with('.') {
+            return Err(Error::new(
+                ErrorClass::Io,
+                format!("{}: WantedBy={t} is not a unit name", unit.display()),
+            ));
+        }
+        let wants = sys.path(&format!("/etc/systemd/system/{t}.wants"));
+        let link = wants.join(UNIT);
+        if fs::symlink_metadata(&link).is_ok() {
+            continue;
+        }
+        fs::create_dir_all(&wants).map_err(|e| io(format!("creating {}", wants.display()), e))?;
+        std::os::unix::fs::symlink(&unit, &link)
+            .map_err(|e| io(format!("creating {}", link.display()), e))?;
+        made.push((
+            PathBuf::from(format!("/etc/systemd/system/{t}.wants/{UNIT}")),
+            unit.clone(),
+        ));
+    }
+    Ok(if made.is_empty() {
+        BootService::AlreadyEnabled
+    } else {
+        BootService::Enabled(made)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wanted_by_reads_the_install_section_only() {
+        let unit = "[Unit]\nWantedBy=not-here.target\n[Service]\nExecStart=/x\n\
+                    [Install]\nWantedBy=multi-user.target  other.target\nWantedBy=third.target\n";
+        assert_eq!(
+            wanted_by(unit),
+            ["multi-user.target", "other.target", "third.target"]
+        );
+        assert!(wanted_by("[Service]\nExecStart=/x\n").is_empty());
+        // The shipped unit is enabled for multi-user.target.
+        assert_eq!(
+            wanted_by(include_str!("../dist/lpctl.service")),
+            ["multi-user.target"]
+        );
+    }
 }

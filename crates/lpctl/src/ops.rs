@@ -70,15 +70,37 @@ pub struct Listing {
     pub order_source: OrderSource,
     pub patches: Vec<PatchStatus>,
     pub functions: Vec<PatchedFunction>,
+    /// The patches installed for the running kernel (`lpctl install`), loaded at boot.
+    pub installed: Vec<InstalledPatch>,
+}
+
+/// A livepatch kept with `lpctl install`.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstalledPatch {
+    /// The module name (`-` written `_`).
+    pub name: String,
+    pub file: std::path::PathBuf,
 }
 
 pub fn list(sys: &Sys) -> Result<Listing> {
     let (patches, order_source) = sys.patches()?;
     let functions = sys.patched_functions(&patches)?;
+    // Without a readable release (a copied tree) there is nothing installed to show.
+    let installed = match crate::install::running_release(sys) {
+        Ok(release) => crate::install::installed(sys, Some(&release))?
+            .into_iter()
+            .map(|file| InstalledPatch {
+                name: crate::install::module_name_of(&file),
+                file,
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
     Ok(Listing {
         order_source,
         patches,
         functions,
+        installed,
     })
 }
 

@@ -48,6 +48,21 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 pub fn list_text(l: &Listing) -> String {
+    let mut out = loaded_text(l);
+    if !l.installed.is_empty() {
+        let rows: Vec<Vec<String>> = l
+            .installed
+            .iter()
+            .map(|i| vec![i.name.clone(), i.file.display().to_string()])
+            .collect();
+        out.push_str("\ninstalled for this kernel (lpctl load --all loads them at boot):\n");
+        out.push_str(&table(&["PATCH", "FILE"], &rows));
+    }
+    out
+}
+
+/// The loaded patches and the functions they patch.
+fn loaded_text(l: &Listing) -> String {
     let mut out = String::new();
     if l.patches.is_empty() {
         out.push_str("no livepatch modules loaded\n");

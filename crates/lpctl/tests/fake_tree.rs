@@ -633,13 +633,59 @@ fn install_uninstall_and_load_all() {
     assert!(o.log.contains("no livepatch installed"), "{}", o.log);
     assert!(k.calls.is_empty());
 
-    // Install (for the running release by default), twice is a no-op.
+    // Install (for the running release by default), twice is a no-op. Without the boot
+    // unit, install says that nothing will load the patch at boot.
     for f in [&a, &c, &a] {
         let o = lpctl(&t, &mut k, &["install", f.to_str().unwrap()]);
         ok(&o);
+        assert!(
+            o.log.contains("lpctl.service is not installed"),
+            "{}",
+            o.log
+        );
     }
     assert!(t.p("var/lib/lpctl/6.6.0/fix_a.ko").is_file());
     assert!(t.p("var/lib/lpctl/6.6.0/fix_c.ko").is_file());
+    // With the unit installed (where the Debian package puts it), install enables it as
+    // `systemctl enable` would, once.
+    let unit = include_str!("../dist/lpctl.service");
+    w(&t.p("lib/systemd/system/lpctl.service"), unit);
+    let link = t.p("etc/systemd/system/multi-user.target.wants/lpctl.service");
+    let o = lpctl(&t, &mut k, &["install", a.to_str().unwrap()]);
+    ok(&o);
+    assert!(o.out.contains("enabled the boot service"), "{}", o.out);
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        std::path::Path::new("/lib/systemd/system/lpctl.service")
+    );
+    let o = lpctl(&t, &mut k, &["install", c.to_str().unwrap()]);
+    ok(&o);
+    assert!(
+        !o.out.contains("enabled") && o.log.is_empty(),
+        "{}{}",
+        o.out,
+        o.log
+    );
+    // list shows what is installed, in text and JSON.
+    let o = lpctl(&t, &mut k, &["list"]);
+    ok(&o);
+    assert!(o.out.contains("no livepatch modules loaded"), "{}", o.out);
+    assert!(o.out.contains("installed for this kernel"), "{}", o.out);
+    assert!(
+        o.out.contains("fix_a") && o.out.contains("fix_c.ko"),
+        "{}",
+        o.out
+    );
+    let o = lpctl(&t, &mut k, &["list", "--json"]);
+    ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&o.out).unwrap();
+    let names: Vec<&str> = v["installed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fix_a", "fix_c"]);
     // Another module of the same name: refused.
     let other = write_ko(dir.path(), "fix_a", true, 7);
     let o = lpctl(&t, &mut k, &["install", other.to_str().unwrap()]);

@@ -48,7 +48,8 @@ lp_patches() {
 }
 
 lp_functions() {
-	lp_json | sed -E 's/.*\],"functions":\[//; s/\]\}$//; s/\},\{/}\n{/g' |
+	# `installed` (lpctl install) follows `functions`: dropped (none of its values holds a `]`).
+	lp_json | sed -E 's/.*\],"functions":\[//; s/,"installed":\[[^]]*\]\}$/}/; s/\]\}$//; s/\},\{/}\n{/g' |
 		while read -r o || [ -n "$o" ]; do
 			[ -n "$o" ] || continue
 			obj=$(echo "$o" | field object)
