@@ -61,6 +61,14 @@ fn timed(what: &'static str, module: PathBuf, cmd: &mut Command) -> Result<Measu
 /// test kernel's configuration. Made once; klp-build cleans it itself on a default run.
 fn klp_tree(k: &kernel::TestKernel, work: &Path) -> Result<PathBuf> {
     let tree = work.join("tree");
+    // An objtool built before libxxhash was installed has no `klp`: start that tree afresh.
+    let objtool = tree.join("tools/objtool/objtool");
+    if objtool.is_file() {
+        let out = Command::new(&objtool).arg("klp").output()?;
+        if String::from_utf8_lossy(&out.stderr).contains("not implemented") {
+            std::fs::remove_dir_all(&tree)?;
+        }
+    }
     if !tree.join("Makefile").is_file() {
         let _ = std::fs::remove_dir_all(&tree);
         std::fs::create_dir_all(work)?;
@@ -91,21 +99,30 @@ pub fn task(version: &str) -> Result<()> {
             k.src.display()
         );
     }
-    // klp-build's own tools: recountdiff/filterdiff (patchutils) and gawk.
-    if !Path::new("/usr/bin/recountdiff").exists() || !Path::new("/usr/bin/gawk").exists() {
+    // klp-build's own tools: recountdiff/filterdiff (patchutils) and gawk; objtool's `klp`
+    // subcommand is only built when libxxhash is there (else "klp not implemented").
+    let needs = [
+        ("patchutils", "/usr/bin/recountdiff"),
+        ("gawk", "/usr/bin/gawk"),
+        ("libxxhash-dev", "/usr/include/xxhash.h"),
+    ];
+    let missing: Vec<&str> = needs
+        .iter()
+        .filter(|(_, f)| !Path::new(f).exists())
+        .map(|(p, _)| *p)
+        .collect();
+    if !missing.is_empty() {
         if !kernel::is_root() {
-            bail!("klp-build needs patchutils and gawk; install them with: sudo apt-get install patchutils gawk");
+            bail!(
+                "klp-build needs {}; install with: sudo apt-get install {}",
+                missing.join(", "),
+                missing.join(" ")
+            );
         }
         crate::run(
             Command::new("apt-get")
-                .args([
-                    "install",
-                    "-y",
-                    "-q",
-                    "--no-install-recommends",
-                    "patchutils",
-                    "gawk",
-                ])
+                .args(["install", "-y", "-q", "--no-install-recommends"])
+                .args(&missing)
                 .env("DEBIAN_FRONTEND", "noninteractive"),
         )?;
     }
