@@ -15,59 +15,89 @@ mod e2e;
 mod kernel;
 mod vm;
 
-const USAGE: &str = "usage: cargo xtask <task>
+/// The project's automation (`cargo xtask TASK`).
+#[derive(clap::Parser, Debug)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
 
-tasks:
-  ci        fmt check, clippy -D warnings, the test kernel, all tests (those that compile
-            kernel sources against its build included), then e2e on the kernels of
-            LP_E2E_KERNELS (default 6.12) and on the stock kernels of LP_E2E_DISTROS
-            (default debian-6.12) (what .ci/run calls)
-  test      all tests (no kernel, no VM)
-  e2e       lp-build on every case of test-kernels/cases, each module proven in the VM
-            [--kernel 6.12|6.1|7.2 | --distro debian-6.12|debian-6.1] [--case DIR ...]
-  demo      the whole story on the bundled test kernel: build it, patch /proc/cmdline,
-            show the behaviour before, while patched and after in the VM
-  bench     the differ over the real-object corpus (in process and as processes);
-            --warm [--kernel VER]: lp-build's warm path on the test kernel beside its floor;
-            --distro NAME [--root DIR]: cold and warm on a distribution's stock kernel, from
-            its extracted packages, beside a whole build of its configuration;
-            --dbg [--distro NAME]: vmlinux out of the debug package, stop-at-file vs dpkg-deb|tar
-  kernel    build the test kernel [--kernel 6.12|6.1|7.2] [--source DIR] [-j N]
-  vm        boot the test VM [--kernel VER] [--ko FILE.ko ...] [--file FILE ...] [--script FILE]
-  vm-selftest  boot the test kernel and load/unload the kernel's sample livepatch [--kernel VER];
-            --distro NAME: boot the stock kernel, load/use/unload its own binfmt_misc
-  distro    download and extract a distribution's stock kernel packages (no install)
-            --distro debian-6.12|debian-6.1
-  dist      the Debian package (binaries, man pages, completions, lpctl.service) in
-            target/dist [--debug] [--out DIR]
-";
+#[derive(clap::Subcommand, Debug)]
+enum Task {
+    /// The fmt check, clippy -D warnings, the test kernel, all tests (those that compile kernel
+    /// sources against its build included), then e2e on the kernels of LP_E2E_KERNELS (default
+    /// 6.12) and on the stock kernels of LP_E2E_DISTROS (default debian-6.12) (what .ci/run
+    /// calls)
+    Ci,
+    /// All tests (no kernel, no VM)
+    Test,
+    /// lp-build on every case of test-kernels/cases, each module proven in the VM
+    E2e(e2e::E2eArgs),
+    /// The whole story on the bundled test kernel: build it, patch /proc/cmdline, show the
+    /// behaviour before, while patched and after in the VM
+    Demo(e2e::DemoArgs),
+    /// The differ over the real-object corpus (in process and as processes); --warm: lp-build's
+    /// warm path on the test kernel beside its floor; --distro NAME [--root DIR]: cold and warm
+    /// on a distribution's stock kernel beside a whole build of its configuration; --dbg
+    /// [--distro NAME]: vmlinux out of the debug package, stop-at-file vs dpkg-deb|tar
+    Bench(BenchArgs),
+    /// Build the test kernel
+    Kernel(kernel::KernelArgs),
+    /// Boot the test VM
+    Vm(vm::VmArgs),
+    /// Boot the test kernel and load/unload the kernel's sample livepatch; --distro NAME: boot
+    /// the stock kernel, load/use/unload its own binfmt_misc
+    #[command(name = "vm-selftest")]
+    VmSelftest(vm::SelftestArgs),
+    /// Download and extract a distribution's stock kernel packages (no install)
+    Distro(DistroArgs),
+    /// The Debian package (binaries, man pages, completions, lpctl.service) in target/dist
+    Dist(dist::DistArgs),
+}
+
+/// `cargo xtask bench`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// lp-build's warm path on the test kernel beside its floor.
+    #[arg(long)]
+    pub warm: bool,
+    /// The test kernel of --warm: 6.12, 6.1 or 7.2.
+    #[arg(long, value_name = "VER", default_value = "6.12")]
+    pub kernel: String,
+    /// A distribution's stock kernel (debian-6.12, debian-6.1): cold and warm (with --dbg: whose
+    /// debug package).
+    #[arg(long, value_name = "NAME")]
+    pub distro: Option<String>,
+    /// The distribution's extracted packages (default: target/distro/NAME/root).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// vmlinux out of the debug package: xtask's reader vs dpkg-deb | tar.
+    #[arg(long)]
+    pub dbg: bool,
+}
+
+/// `cargo xtask distro`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DistroArgs {
+    /// debian-6.12 or debian-6.1.
+    #[arg(long, value_name = "NAME", default_value = "debian-6.12")]
+    pub distro: String,
+}
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(task) = args.first() else {
-        print!("{USAGE}");
-        bail!("no task given");
-    };
-    let rest = &args[1..];
-    match task.as_str() {
-        "ci" => ci(rest),
-        "test" => test(rest),
-        "e2e" => e2e::task(rest),
-        "demo" => e2e::demo(rest),
-        "bench" => bench(rest),
-        "kernel" => kernel::task(rest),
-        "vm" => vm::task(rest),
-        "vm-selftest" => vm::selftest(rest),
-        "dist" => dist::task(rest),
-        "distro" => distro_task(rest),
-        "-h" | "--help" | "help" => {
-            print!("{USAGE}");
-            Ok(())
-        }
-        other => {
-            print!("{USAGE}");
-            bail!("unknown task `{other}`")
-        }
+    let cli = <Cli as clap::Parser>::parse();
+    match &cli.task {
+        Task::Ci => ci(),
+        Task::Test => test(),
+        Task::E2e(a) => e2e::task(a),
+        Task::Demo(a) => e2e::demo(a),
+        Task::Bench(a) => bench(a),
+        Task::Kernel(a) => kernel::task(a),
+        Task::Vm(a) => vm::task(a),
+        Task::VmSelftest(a) => vm::selftest(a),
+        Task::Dist(a) => dist::task(a),
+        Task::Distro(a) => distro_task(a),
     }
 }
 
@@ -97,7 +127,7 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-fn ci(_rest: &[String]) -> Result<()> {
+fn ci() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args([
         "clippy",
@@ -116,29 +146,27 @@ fn ci(_rest: &[String]) -> Result<()> {
         .args(["test", "--workspace"])
         .env("LP_TEST_KERNEL_BUILD", &k.build))?;
     for k in kernels.split_whitespace() {
-        e2e::task(&["--kernel".to_string(), k.to_string()])?;
+        e2e::task(&e2e::E2eArgs {
+            kernel: k.to_string(),
+            ..e2e::E2eArgs::new()
+        })?;
     }
     // The stock kernels of a distribution (LP_E2E_DISTROS, default debian-6.12; empty: none):
     // the stock boot with its own module first, then the cases that list it in `distros = `.
     let distros = std::env::var("LP_E2E_DISTROS").unwrap_or_else(|_| "debian-6.12".into());
     for d in distros.split_whitespace() {
-        vm::selftest(&["--distro".to_string(), d.to_string()])?;
-        e2e::task(&["--distro".to_string(), d.to_string()])?;
+        vm::selftest(&vm::SelftestArgs::distro(d))?;
+        e2e::task(&e2e::E2eArgs {
+            distro: Some(d.to_string()),
+            ..e2e::E2eArgs::new()
+        })?;
     }
     Ok(())
 }
 
-/// The value of `--NAME` in `rest`, if given.
-fn option<'a>(rest: &'a [String], name: &str) -> Option<&'a str> {
-    rest.iter()
-        .position(|a| a == name)
-        .and_then(|i| rest.get(i + 1))
-        .map(String::as_str)
-}
-
 /// `cargo xtask distro --distro NAME`: the packages downloaded and extracted, paths printed.
-fn distro_task(rest: &[String]) -> Result<()> {
-    let name = option(rest, "--distro").unwrap_or("debian-6.12");
+fn distro_task(args: &DistroArgs) -> Result<()> {
+    let name = args.distro.as_str();
     let k = distro::ensure(name)?;
     println!(
         "{} ({}, Debian {})",
@@ -153,20 +181,15 @@ fn distro_task(rest: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn bench(rest: &[String]) -> Result<()> {
-    if rest.iter().any(|a| a == "--dbg") {
-        return distro::bench_dbg(option(rest, "--distro").unwrap_or("debian-6.12"));
+fn bench(args: &BenchArgs) -> Result<()> {
+    if args.dbg {
+        return distro::bench_dbg(args.distro.as_deref().unwrap_or("debian-6.12"));
     }
-    if rest.iter().any(|a| a == "--distro") {
-        return bench_distro::task(rest);
+    if args.distro.is_some() {
+        return bench_distro::task(args);
     }
-    if rest.iter().any(|a| a == "--warm") {
-        let version = rest
-            .iter()
-            .position(|a| a == "--kernel")
-            .and_then(|i| rest.get(i + 1))
-            .map_or("6.12", String::as_str);
-        return e2e::bench_warm(version);
+    if args.warm {
+        return e2e::bench_warm(&args.kernel);
     }
     run(cargo().args([
         "run",
@@ -231,6 +254,6 @@ fn whole_process_bench() -> Result<()> {
     Ok(())
 }
 
-fn test(_rest: &[String]) -> Result<()> {
+fn test() -> Result<()> {
     run(cargo().args(["test", "--workspace"]))
 }
