@@ -110,16 +110,10 @@ fn find_dir_with(dir: &Path, rel: &str, depth: u32) -> Option<PathBuf> {
     None
 }
 
-pub fn task(rest: &[String]) -> Result<()> {
-    let arg = |k: &str| {
-        rest.iter()
-            .position(|a| a == k)
-            .and_then(|i| rest.get(i + 1))
-            .cloned()
-    };
-    let name = arg("--distro").context("--distro NAME")?;
-    let root = match arg("--root") {
-        Some(r) => PathBuf::from(r),
+pub fn task(args: &crate::BenchArgs) -> Result<()> {
+    let name = args.distro.clone().context("--distro NAME")?;
+    let root = match &args.root {
+        Some(r) => r.clone(),
         None => crate::root().join("target/distro").join(&name).join("root"),
     };
     let release = std::fs::read_dir(root.join("lib/modules"))

@@ -15,18 +15,23 @@ use crate::{cargo, root, run};
 /// The package's name.
 pub const PACKAGE: &str = "lp-build";
 
-pub fn task(rest: &[String]) -> Result<()> {
-    let mut debug = false;
-    let mut out = root().join("target/dist");
-    let mut it = rest.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--debug" => debug = true,
-            "--out" => out = PathBuf::from(it.next().context("--out needs a directory")?),
-            other => bail!("dist: unknown argument `{other}` (--debug, --out DIR)"),
-        }
-    }
-    let deb = build(debug, &out)?;
+/// `cargo xtask dist`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DistArgs {
+    /// Debug binaries instead of release ones.
+    #[arg(long)]
+    pub debug: bool,
+    /// Where the package goes (default: target/dist).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+pub fn task(args: &DistArgs) -> Result<()> {
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| root().join("target/dist"));
+    let deb = build(args.debug, &out)?;
     println!("{}", deb.display());
     Ok(())
 }

@@ -510,23 +510,57 @@ fn expected_complaints(conf: Option<&BTreeMap<String, String>>) -> crate::vm::Ex
     }
 }
 
-/// `cargo xtask e2e [--kernel VER | --source DIR] [--case DIR ...]`.
-pub fn task(rest: &[String]) -> Result<()> {
-    let mut opts = KernelOptions::new("6.12");
-    let mut cases: Vec<PathBuf> = Vec::new();
-    let mut distro: Option<String> = None;
-    let mut it = rest.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--kernel" => opts.version = kernel::value(&mut it, "--kernel")?,
-            "--source" => opts.source = Some(PathBuf::from(kernel::value(&mut it, "--source")?)),
-            "--variant" => opts.variant = Some(kernel::value(&mut it, "--variant")?),
-            "--cc" => opts.cc = Some(kernel::value(&mut it, "--cc")?).filter(|c| c != "gcc"),
-            "--distro" => distro = Some(kernel::value(&mut it, "--distro")?),
-            "--case" => cases.push(kernel::absolute(Path::new(&kernel::value(&mut it, "--case")?))?),
-            other => bail!("unknown argument `{other}` (usage: cargo xtask e2e [--kernel 6.12|6.1|7.2 | --source DIR | --distro NAME] [--variant NAME] [--cc gcc|clang-N] [--case DIR ...])"),
+/// `cargo xtask e2e`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct E2eArgs {
+    /// The test kernel's version: 6.12, 6.1 or 7.2.
+    #[arg(long, value_name = "VER", default_value = "6.12")]
+    pub kernel: String,
+    /// A kernel tree to build the test kernel from instead of Debian's source package.
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// A configuration variant (test-kernels/configs/variants/NAME.config).
+    #[arg(long, value_name = "NAME")]
+    pub variant: Option<String>,
+    /// A distribution's stock kernel (debian-6.12, debian-6.1) instead of the test kernel.
+    #[arg(long, value_name = "NAME")]
+    pub distro: Option<String>,
+    /// Only this case directory (repeatable); default: every case of test-kernels/cases.
+    #[arg(long = "case", value_name = "DIR")]
+    pub cases: Vec<PathBuf>,
+    /// The test kernel's compiler: gcc (default) or clang-N / clang (also LP_E2E_CC).
+    #[arg(long, value_name = "gcc|clang-N")]
+    pub cc: Option<String>,
+}
+
+impl E2eArgs {
+    /// The arguments of `cargo xtask e2e` with nothing given.
+    pub fn new() -> Self {
+        E2eArgs {
+            kernel: "6.12".into(),
+            source: None,
+            variant: None,
+            distro: None,
+            cases: Vec::new(),
+            cc: None,
         }
     }
+}
+
+/// `cargo xtask e2e [--kernel VER | --source DIR] [--case DIR ...]`.
+pub fn task(args: &E2eArgs) -> Result<()> {
+    let mut opts = KernelOptions::new(&args.kernel);
+    opts.source = args.source.clone();
+    opts.variant = args.variant.clone();
+    if let Some(cc) = &args.cc {
+        opts.cc = Some(cc.clone()).filter(|c| c != "gcc");
+    }
+    let distro = args.distro.clone();
+    let mut cases = args
+        .cases
+        .iter()
+        .map(|c| kernel::absolute(c))
+        .collect::<Result<Vec<PathBuf>>>()?;
     if let Some(name) = &distro {
         return task_distro(name, &cases);
     }
@@ -696,21 +730,18 @@ fn run_cases(
     Ok(())
 }
 
+/// `cargo xtask demo`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// The test kernel's version: 6.12, 6.1 or 7.2.
+    #[arg(long, value_name = "VER", default_value = "6.12")]
+    pub kernel: String,
+}
+
 /// `cargo xtask demo [--kernel VER]`: the cmdline case, with the guest's story printed.
-pub fn demo(rest: &[String]) -> Result<()> {
-    let mut version = "6.12".to_string();
-    let mut it = rest.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--kernel" => version = kernel::value(&mut it, "--kernel")?,
-            other => {
-                bail!(
-                    "unknown argument `{other}` (usage: cargo xtask demo [--kernel 6.12|6.1|7.2])"
-                )
-            }
-        }
-    }
-    let kernel = kernel::ensure(&KernelOptions::new(&version))?;
+pub fn demo(args: &DemoArgs) -> Result<()> {
+    let version = &args.kernel;
+    let kernel = kernel::ensure(&KernelOptions::new(version))?;
     let lp_build = lp_build_binary()?;
     let case = crate::root().join("test-kernels/cases/cmdline");
     let artifacts = crate::root().join("artifacts").join(&kernel.version);

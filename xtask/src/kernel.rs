@@ -230,27 +230,39 @@ impl TestKernel {
     }
 }
 
-/// `cargo xtask kernel [--kernel 6.12|6.1|7.2] [--source DIR] [-j N]`.
-pub fn task(rest: &[String]) -> Result<()> {
-    let mut opts = KernelOptions::new(DEFAULT_VERSION);
-    let mut args = rest.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--kernel" => opts.version = value(&mut args, "--kernel")?,
-            "--source" => opts.source = Some(PathBuf::from(value(&mut args, "--source")?)),
-            "--variant" => opts.variant = Some(value(&mut args, "--variant")?),
-            "--cc" => opts.cc = Some(value(&mut args, "--cc")?).filter(|c| c != "gcc"),
-            "--configure-only" => opts.configure_only = true,
-            "-j" | "--jobs" => {
-                let n = value(&mut args, "-j")?;
-                opts.jobs = Some(n.parse().with_context(|| format!("-j {n}: not a number"))?);
-            }
-            other => bail!(
-                "kernel: unknown argument `{other}`\n\
-                 usage: cargo xtask kernel [--kernel 6.12|6.1|7.2] [--source DIR] [--variant NAME] [--cc gcc|clang-N] [--configure-only] [-j N]"
-            ),
-        }
+/// `cargo xtask kernel`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KernelArgs {
+    /// The test kernel's version: 6.12, 6.1 or 7.2.
+    #[arg(long, value_name = "VER", default_value = DEFAULT_VERSION)]
+    pub kernel: String,
+    /// A kernel tree to build instead of Debian's source package.
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// A configuration variant (test-kernels/configs/variants/NAME.config).
+    #[arg(long, value_name = "NAME")]
+    pub variant: Option<String>,
+    /// Parallel make jobs (default: the number of CPUs).
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// The compiler: gcc (default) or clang-N / clang (LLVM=-N; also LP_E2E_CC).
+    #[arg(long, value_name = "gcc|clang-N")]
+    pub cc: Option<String>,
+    /// Configure and check only, no build.
+    #[arg(long)]
+    pub configure_only: bool,
+}
+
+/// `cargo xtask kernel [--kernel 6.12|6.1|7.2] [--source DIR] [--cc gcc|clang-N] [-j N]`.
+pub fn task(args: &KernelArgs) -> Result<()> {
+    let mut opts = KernelOptions::new(&args.kernel);
+    opts.source = args.source.clone();
+    opts.variant = args.variant.clone();
+    opts.jobs = args.jobs;
+    if let Some(cc) = &args.cc {
+        opts.cc = Some(cc.clone()).filter(|c| c != "gcc");
     }
+    opts.configure_only = args.configure_only;
     let start = Instant::now();
     let k = ensure(&opts)?;
     if opts.configure_only {
@@ -970,12 +982,6 @@ pub fn run_in(dir: &Path, cmd: &mut Command) -> Result<()> {
 }
 
 /// The next argument, as the value of option `opt`.
-pub fn value<'a>(args: &mut impl Iterator<Item = &'a String>, opt: &str) -> Result<String> {
-    args.next()
-        .cloned()
-        .with_context(|| format!("{opt} needs a value"))
-}
-
 pub fn absolute(p: &Path) -> Result<PathBuf> {
     fs::canonicalize(p).with_context(|| format!("{} does not exist", p.display()))
 }

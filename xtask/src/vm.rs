@@ -17,7 +17,7 @@
 //! `reboot -f` resets the machine and the same kernel and initramfs boot again on the same disk;
 //! each boot prints its own result, and the host stops qemu after the last one.
 
-use crate::kernel::{self, secs, value};
+use crate::kernel::{self, secs};
 use anyhow::{bail, Context, Result};
 use std::fs;
 use std::io::{Read, Write};
@@ -748,43 +748,58 @@ impl Cpio {
     }
 }
 
+/// `cargo xtask vm`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct VmArgs {
+    /// The test kernel's version: 6.12, 6.1 or 7.2.
+    #[arg(long, value_name = "VER", default_value = kernel::DEFAULT_VERSION)]
+    pub kernel: String,
+    /// The test kernel built from this tree.
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// A distribution's stock kernel (debian-6.12, debian-6.1).
+    #[arg(long, value_name = "NAME")]
+    pub distro: Option<String>,
+    /// A module to put in the guest's /lp/ko (repeatable).
+    #[arg(long = "ko", value_name = "FILE.ko")]
+    pub modules: Vec<PathBuf>,
+    /// A file to put in the guest (repeatable).
+    #[arg(long = "file", value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// The script the guest runs (default: show what the guest sees and pass).
+    #[arg(long, value_name = "FILE")]
+    pub script: Option<PathBuf>,
+    /// A kernel command-line argument (repeatable).
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub append: Vec<String>,
+    /// Seconds before the guest is stopped.
+    #[arg(long, value_name = "SECONDS", default_value_t = 180)]
+    pub timeout: u64,
+    /// Do not echo the guest's console.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
 /// `cargo xtask vm [--kernel VER] [--ko FILE.ko ...] [--file FILE ...] [--script FILE]
 /// [--append ARG] [--timeout S] [--quiet]`.
-pub fn task(rest: &[String]) -> Result<()> {
-    let mut opts = kernel::KernelOptions::new(kernel::DEFAULT_VERSION);
-    let mut modules = Vec::new();
-    let mut files = Vec::new();
-    let mut script = None;
-    let mut append = Vec::new();
-    let mut timeout = 180;
-    let mut echo = true;
-    let mut distro = None;
-    let mut args = rest.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--kernel" => opts.version = value(&mut args, "--kernel")?,
-            "--source" => opts.source = Some(PathBuf::from(value(&mut args, "--source")?)),
-            "--distro" => distro = Some(value(&mut args, "--distro")?),
-            "--ko" => modules.push(kernel::absolute(Path::new(&value(&mut args, "--ko")?))?),
-            "--file" => files.push(kernel::absolute(Path::new(&value(&mut args, "--file")?))?),
-            "--script" => {
-                script = Some(kernel::absolute(Path::new(&value(&mut args, "--script")?))?)
-            }
-            "--append" => append.push(value(&mut args, "--append")?),
-            "--timeout" => {
-                let t = value(&mut args, "--timeout")?;
-                timeout = t
-                    .parse()
-                    .with_context(|| format!("--timeout {t}: not a number of seconds"))?;
-            }
-            "--quiet" => echo = false,
-            other => bail!(
-                "vm: unknown argument `{other}`\nusage: cargo xtask vm [--kernel 6.12|6.1|7.2] \
-                 [--source DIR | --distro NAME] [--ko FILE.ko ...] [--file FILE ...] [--script FILE] \
-                 [--append ARG] [--timeout SECONDS] [--quiet]"
-            ),
-        }
-    }
+pub fn task(args: &VmArgs) -> Result<()> {
+    let mut opts = kernel::KernelOptions::new(&args.kernel);
+    opts.source = args.source.clone();
+    let distro = args.distro.clone();
+    let modules = args
+        .modules
+        .iter()
+        .map(|p| kernel::absolute(p))
+        .collect::<Result<Vec<_>>>()?;
+    let files = args
+        .files
+        .iter()
+        .map(|p| kernel::absolute(p))
+        .collect::<Result<Vec<_>>>()?;
+    let script = args.script.as_deref().map(kernel::absolute).transpose()?;
+    let append = args.append.clone();
+    let timeout = args.timeout;
+    let echo = !args.quiet;
     let work = crate::root().join("target/lp-vm/manual");
     let script = match script {
         Some(s) => s,
@@ -854,26 +869,43 @@ fn report(r: &VmResult) {
     );
 }
 
+/// `cargo xtask vm-selftest`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SelftestArgs {
+    /// The test kernel's version: 6.12, 6.1 or 7.2.
+    #[arg(long, value_name = "VER", default_value = kernel::DEFAULT_VERSION)]
+    pub kernel: String,
+    /// The test kernel built from this tree.
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// Boot a distribution's stock kernel and use its own binfmt_misc instead.
+    #[arg(long, value_name = "NAME")]
+    pub distro: Option<String>,
+    /// Echo the guest's console.
+    #[arg(long)]
+    pub echo: bool,
+}
+
+impl SelftestArgs {
+    /// `vm-selftest --distro NAME`.
+    pub fn distro(name: &str) -> Self {
+        SelftestArgs {
+            kernel: kernel::DEFAULT_VERSION.into(),
+            source: None,
+            distro: Some(name.into()),
+            echo: false,
+        }
+    }
+}
+
 /// `cargo xtask vm-selftest [--kernel VER]`: builds the test kernel and the kernel's own
 /// `samples/livepatch/livepatch-sample.c` out of tree, then boots test-kernels/guest/selftest.sh
 /// which patches /proc/cmdline, unpatches it, unloads it, and exercises binfmt_misc.ko.
-pub fn selftest(rest: &[String]) -> Result<()> {
-    let mut opts = kernel::KernelOptions::new(kernel::DEFAULT_VERSION);
-    let mut echo = false;
-    let mut distro = None;
-    let mut args = rest.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--kernel" => opts.version = value(&mut args, "--kernel")?,
-            "--source" => opts.source = Some(PathBuf::from(value(&mut args, "--source")?)),
-            "--distro" => distro = Some(value(&mut args, "--distro")?),
-            "--echo" => echo = true,
-            other => bail!(
-                "vm-selftest: unknown argument `{other}`\n\
-                 usage: cargo xtask vm-selftest [--kernel 6.12|6.1|7.2] [--source DIR | --distro NAME] [--echo]"
-            ),
-        }
-    }
+pub fn selftest(args: &SelftestArgs) -> Result<()> {
+    let mut opts = kernel::KernelOptions::new(&args.kernel);
+    opts.source = args.source.clone();
+    let echo = args.echo;
+    let distro = args.distro.clone();
     if let Some(name) = distro {
         return distro_selftest(&name, echo);
     }

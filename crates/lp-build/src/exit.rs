@@ -69,6 +69,9 @@ pub struct Failure {
     pub message: String,
     /// What the user can do about it.
     pub hint: Option<String>,
+    /// A log the hint sends the user to, inside the run's temporary directory: the directory
+    /// is kept when the run ends with this failure.
+    pub log: Option<std::path::PathBuf>,
 }
 
 impl Failure {
@@ -78,12 +81,19 @@ impl Failure {
             status,
             message: message.into(),
             hint: None,
+            log: None,
         }
     }
 
     /// Adds a hint.
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// Names the log (in the temporary directory) that the user needs after this failure.
+    pub fn log(mut self, log: impl Into<std::path::PathBuf>) -> Self {
+        self.log = Some(log.into());
         self
     }
 }
@@ -108,6 +118,13 @@ pub fn fail_hint(
     hint: impl Into<String>,
 ) -> anyhow::Error {
     Failure::new(status, message).hint(hint).into()
+}
+
+/// The log an error's [`Failure`] sends the user to, if any.
+pub fn failure_log(err: &anyhow::Error) -> Option<&std::path::Path> {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<Failure>())
+        .and_then(|f| f.log.as_deref())
 }
 
 /// The exit status for an error: the first [`Failure`] in its chain, else `Input` for an I/O

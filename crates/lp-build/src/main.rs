@@ -30,13 +30,18 @@ fn main() -> ExitCode {
         1 => "debug",
         _ => "trace",
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LP_BUILD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    // The subscriber is set up only when it can print something: lp-build emits no event at
+    // the default level (warn; `tests/tidy.rs` keeps it so), and setting it up is a good part of
+    // a short process's start-up (`lp-build diff` on a small pair).
+    if cli.build.debug > 0 || std::env::var_os("LP_BUILD_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("LP_BUILD_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
+            )
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     // Before anything that can block (reading a patch from a FIFO): SIGINT and SIGTERM set
     // a flag every wait looks at.
     if let Err(e) = lp_build::signals::install() {

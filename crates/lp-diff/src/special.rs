@@ -38,10 +38,32 @@ pub struct Spec {
 /// Where the key of a special-section entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyField {
-    /// At this offset in the entry.
+    /// At this offset in the entry (`struct static_call_site`: s32 addr, s32 key).
     At(u64),
-    /// In the entry's last 8 bytes (`struct jump_entry`, absolute or relative).
-    Last,
+    /// `struct jump_entry`'s third field, `key`, whose offset depends on the layout
+    /// (include/linux/jump_label.h), told apart by the entry size on a 64-bit kernel: relative
+    /// (`CONFIG_HAVE_ARCH_JUMP_LABEL_RELATIVE`: s32 code, s32 target, long key; 16 bytes, key at
+    /// 8; every architecture lp-build knows since about 5.0) or absolute (three 64-bit
+    /// `jump_label_t`: 24 bytes, key at 16; older kernels, such as some of the x86_64 corpus).
+    JumpEntry,
+}
+
+/// The sizes of `struct jump_entry` on a 64-bit kernel and where its key is in each.
+pub const JUMP_ENTRY_LAYOUTS: &[(u64, u64)] = &[(16, 8), (24, 16)];
+
+impl KeyField {
+    /// The key's offset in an entry of `size` bytes; `None` when `size` is not a layout of the
+    /// entry (for [`KeyField::JumpEntry`], neither 16 nor 24: refused by
+    /// [`crate::wellformed::entry_sizes`]).
+    pub fn offset(self, size: u64) -> Option<u64> {
+        match self {
+            KeyField::At(k) => Some(k),
+            KeyField::JumpEntry => JUMP_ENTRY_LAYOUTS
+                .iter()
+                .find(|&&(s, _)| s == size)
+                .map(|&(_, k)| k),
+        }
+    }
 }
 
 /// The spec of a section, if special on `arch`. `.orc_unwind` itself is handled through its
@@ -283,10 +305,10 @@ fn check_key(
     r: &lp_elf::Reloc,
     out: &mut Refusals,
 ) {
-    let kf = match spec.key_field {
-        Some(KeyField::At(k)) => k,
-        Some(KeyField::Last) => size.saturating_sub(8),
-        None => return,
+    // An entry size without a layout has no key to find: the entry-size check after the
+    // special-section stage refuses the size itself.
+    let Some(kf) = spec.key_field.and_then(|k| k.offset(size)) else {
+        return;
     };
     if r.offset % size != kf || cl.opts.object_name == "vmlinux" {
         return;

@@ -117,6 +117,19 @@ pub fn entry_sizes(obj: &Object, kept: &[(usize, u64)], arch: &dyn Arch) -> Resu
                 s.entsize
             )));
         }
+        // A `struct jump_entry` has two layouts; a size that is neither has no key to check.
+        if let Some(kf) = special::spec(arch, &secname).and_then(|spec| spec.key_field) {
+            if kf.offset(size).is_none() {
+                let layouts: Vec<String> = special::JUMP_ENTRY_LAYOUTS
+                    .iter()
+                    .map(|(s, _)| s.to_string())
+                    .collect();
+                return Err(err(format!(
+                    "entry size {size} given, but a `struct jump_entry` is {} bytes",
+                    layouts.join(" or ")
+                )));
+            }
+        }
         let len = s.size();
         let relocs = obj.relocs_for(&map, i);
         if !relocs.is_empty() {

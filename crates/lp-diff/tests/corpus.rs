@@ -282,3 +282,75 @@ fn corpus_output_is_reproducible() {
         differ.join(", ")
     );
 }
+
+/// A jump label's key is `struct jump_entry`'s third field: at 8 in the relative layout (16-byte
+/// entries: s32 code, s32 target, long key; x86_64 since 5.0) and at 16 in the absolute one
+/// (24-byte entries: three pointers; older kernels, e.g. `jump-label-issue-946`). Each pair is
+/// diffed as a module whose `.ko` defines the key the patched function's jump labels use: the
+/// key must be found and the jump label refused (`module-key`); with a parent without the key,
+/// it must not be.
+#[test]
+fn module_key_found_in_relative_and_absolute_jump_entries() {
+    let cases = lp_testutil::cases();
+    // (case, entry size in the objects, the key of the changed function's jump labels)
+    let pairs = [
+        ("jump-label-issue-946", 24, "memcg_kmem_enabled_key"),
+        ("static-call-issue-1165", 16, "devmap_managed_key"),
+    ];
+    for (name, size, key) in pairs {
+        let case = cases.iter().find(|c| c.name == name).expect("corpus case");
+        assert_eq!(entry_sizes(case).get("__jump_table"), Some(&size), "{name}");
+        let orig = std::fs::read(&case.orig).unwrap();
+        let patched = std::fs::read(&case.patched).unwrap();
+        let own = lp_diff::Parent::from_object(&lp_elf::Object::parse(&orig).unwrap(), false);
+        let mut with_key = own.clone();
+        with_key.syms.push(lp_diff::parent::ParentSym {
+            name: key.to_string(),
+            local: false,
+            file: None,
+            order: u64::MAX,
+        });
+        with_key
+            .by_name
+            .insert(key.to_string(), vec![with_key.syms.len() - 1]);
+        for (parent, refused) in [(with_key, true), (own, false)] {
+            let opts = DiffOptions {
+                object_name: "some_module".into(),
+                parent: Some(parent),
+                ..options(case)
+            };
+            let r = diff(&orig, &patched, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let module_keys: Vec<&str> = r
+                .errors
+                .iter()
+                .filter(|e| e.kind == Some(lp_diff::refusal::Kind::ModuleKey))
+                .map(|e| e.symbol.as_str())
+                .collect();
+            assert_eq!(
+                module_keys.contains(&key),
+                refused,
+                "{name} ({size}-byte entries), parent with {key}: {refused}; refusals: {:?}",
+                r.errors
+            );
+        }
+    }
+}
+
+/// A `__jump_table` entry size that is no layout of `struct jump_entry` (here 32, which the
+/// 16-byte entries of this pair would otherwise pass as two entries each) is refused as an
+/// entry-size error: the key of such an entry could not be found.
+#[test]
+fn jump_entry_size_without_a_layout_is_an_error() {
+    let cases = lp_testutil::cases();
+    let case = cases
+        .iter()
+        .find(|c| c.name == "missing-secsym-issue-1272")
+        .expect("corpus case");
+    let orig = std::fs::read(&case.orig).unwrap();
+    let patched = std::fs::read(&case.patched).unwrap();
+    let mut opts = options(case);
+    assert!(diff(&orig, &patched, &opts).is_ok());
+    opts.entry_sizes.insert("__jump_table".into(), 32);
+    let e = diff(&orig, &patched, &opts).expect_err("32-byte jump entries");
+    assert!(e.to_string().contains("struct jump_entry"), "{e}");
+}

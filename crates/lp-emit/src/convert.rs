@@ -18,7 +18,7 @@
 //!
 //! Nothing here reads or writes a file: bytes in, bytes out.
 
-use crate::{x86_64, EmitError};
+use crate::EmitError;
 use lp_elf::klp::{
     klp_rela_name, parse_klp_rela, parse_klp_sym, KlpRelocEntry, KLP_RELOCS_SECTION,
     KLP_RELOC_ENTRY_SIZE, KLP_STRS_SECTION, SHF_RELA_LIVEPATCH, SHN_LIVEPATCH,
@@ -35,22 +35,14 @@ pub const KLP_PLACEHOLDER_SECTION: &str = lp_diff::meta::KLP_PLACEHOLDER_SECTION
 /// The absolute 64-bit relocation type of `e_machine` (what the `place` and `name` fields
 /// carry), for the architectures the differ knows.
 fn abs64(e_machine: u16) -> Option<u32> {
-    if e_machine == x86_64::EM_X86_64 {
-        return Some(elf::R_X86_64_64.0);
-    }
     lp_diff::arch::for_machine(e_machine).map(|a| a.abs64())
 }
 
-/// The size of the field a klp relocation of `r_type` writes: on x86_64 the types its module
-/// loader applies ([`x86_64::field_size`]); elsewhere the differ's relocation classes
-/// (`lp_diff::arch`), which include types a loader may not apply: the per-architecture loader
-/// lists are the next step, with a VM for those architectures.
+/// The size of the field a klp relocation of `r_type` writes: a type the architecture's module
+/// loader applies ([`crate::loader`]) and that writes something.
 fn klp_field_size(e_machine: u16, r_type: u32) -> Option<u64> {
-    if e_machine == x86_64::EM_X86_64 {
-        return x86_64::field_size(r_type);
-    }
-    lp_diff::arch::for_machine(e_machine)?
-        .reloc_field_size(r_type)
+    crate::loader::for_machine(e_machine)?
+        .field_size(r_type)
         .filter(|&n| n > 0)
 }
 

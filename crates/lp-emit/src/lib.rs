@@ -10,17 +10,18 @@
 //! - [`sites`]: the mitigation and unwind tables (`.return_sites`, `.retpoline_sites`,
 //!   `.call_sites`, ORC) checked against the module's code.
 //! - [`names`]: the module name and the C spelling of names and strings.
-//! - [`x86_64`]: the relocation types the x86_64 module loader applies.
+//! - [`loader`]: each architecture's module loader rules (the relocation types its
+//!   `apply_relocate_add` applies, one file per architecture).
 //!
 //! Architecture invariant: this crate does no I/O and starts no process. Bytes and strings in,
 //! bytes and strings out; the build driver writes files and runs kbuild.
 
 pub mod convert;
 pub mod generate;
+pub mod loader;
 pub mod names;
 pub mod sites;
 pub mod validate;
-pub mod x86_64;
 
 pub use convert::{convert_klp_relocs, KLP_PLACEHOLDER_SECTION};
 pub use generate::{core_source_name, generate_c, kbuild_file, ModuleSpec};

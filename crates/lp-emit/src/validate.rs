@@ -3,13 +3,15 @@
 //! The rules are those of `kernel/module/main.c` (`check_modinfo_livepatch`,
 //! `simplify_symbols`, `apply_relocations`), `kernel/livepatch/core.c`
 //! (`klp_write_section_relocs`, `klp_resolve_symbols`, `klp_find_object_symbol`) and
-//! `arch/x86/kernel/module.c` (`__write_relocate_add`): a module that breaks one of them fails
-//! to load, or loads and is patched wrongly. Every problem is reported, not only the first.
+//! each architecture's `apply_relocate_add` ([`crate::loader`]: the relocation types it
+//! applies, x86_64's refusal of non-zero places, ppc64's nop after a call out of the module): a
+//! module that breaks one of them fails to load, or loads and is patched wrongly. Every problem
+//! is reported, not only the first.
 //!
 //! Nothing here reads a file.
 
+use crate::loader::{self, Loader};
 pub use crate::sites::CodeTables;
-use crate::x86_64;
 use lp_elf::klp::{
     parse_klp_rela, parse_klp_sym, KLP_RELA_PREFIX, KLP_SYM_PREFIX, SHF_RELA_LIVEPATCH,
     SHN_LIVEPATCH,
@@ -114,13 +116,14 @@ fn check(obj: &Object, ctx: &ValidateContext, report: &mut Report) {
         report.add("", "", "the module has no symbol table".to_string());
     }
     check_metadata(obj, report);
-    check_loader_basics(obj, report);
+    let ld = loader::for_machine(obj.e_machine);
+    check_loader_basics(obj, ld, report);
     check_symbols(obj, ctx, report);
-    check_klp_sections(obj, report);
+    check_klp_sections(obj, ld, report);
     if let Some(crcs) = ctx.crcs.as_ref().filter(|c| !c.is_empty()) {
         check_versions(obj, crcs, report);
     }
-    if obj.e_machine == x86_64::EM_X86_64 {
+    if obj.e_machine == object::elf::EM_X86_64.0 {
         let tables = ctx.code_tables.unwrap_or_else(|| CodeTables::guess(obj));
         report.0.extend(crate::sites::check(obj, tables));
     }
@@ -397,7 +400,7 @@ fn check_position(
     report.add("", klp_name, message);
 }
 
-fn check_klp_sections(obj: &Object, report: &mut Report) {
+fn check_klp_sections(obj: &Object, ld: Option<&dyn Loader>, report: &mut Report) {
     // Normal relocations by target, to find places relocated twice.
     let mut normal: HashMap<usize, Vec<(u64, u64)>> = HashMap::new();
     for s in &obj.sections {
@@ -421,7 +424,7 @@ fn check_klp_sections(obj: &Object, report: &mut Report) {
                     );
                 }
             }
-            let size = x86_64::field_size(r.r_type).unwrap_or(4);
+            let size = ld.and_then(|l| l.field_size(r.r_type)).unwrap_or(4);
             normal
                 .entry(s.info as usize)
                 .or_default()
@@ -516,8 +519,9 @@ fn check_klp_sections(obj: &Object, report: &mut Report) {
         }
         let Some(relocs) = s.relocs() else { continue };
         for r in relocs {
+            let Some(ld) = ld else { continue }; // check_machine
             check_klp_reloc(
-                obj, &name, sec_obj, tsec, &tname, r, &normal, target, report,
+                obj, ld, &name, sec_obj, tsec, &tname, r, &normal, target, report,
             );
         }
     }
@@ -526,6 +530,7 @@ fn check_klp_sections(obj: &Object, report: &mut Report) {
 #[allow(clippy::too_many_arguments)] // One relocation and everything it is checked against.
 fn check_klp_reloc(
     obj: &Object,
+    ld: &dyn Loader,
     name: &str,
     sec_obj: &str,
     tsec: &lp_elf::Section,
@@ -570,13 +575,15 @@ fn check_klp_reloc(
             report.add(name, symname.clone(), message);
         }
     }
-    let Some(size) = x86_64::field_size(r.r_type) else {
+    let Some(size) = ld.field_size(r.r_type) else {
         report.add(
             name,
             symname,
             format!(
-                "relocation type {} at {:#x} is not one the x86_64 module loader applies",
-                r.r_type, r.offset
+                "relocation type {} at {:#x} is not one the {} module loader applies",
+                r.r_type,
+                r.offset,
+                ld.name()
             ),
         );
         return;
@@ -595,11 +602,16 @@ fn check_klp_reloc(
         return;
     }
     if let SectionData::Bytes(b) = &tsec.data {
+        if let Some(message) =
+            ld.check_external_site(b, r.offset, r.r_type, &symname, obj.big_endian)
+        {
+            report.add(name, symname.clone(), message);
+        }
         let field = usize::try_from(r.offset)
             .ok()
             .and_then(|o| Some(o..o.checked_add(size as usize)?))
             .and_then(|range| b.get(range));
-        if field.is_some_and(|f| f.iter().any(|&x| x != 0)) {
+        if ld.place_must_be_zero() && field.is_some_and(|f| f.iter().any(|&x| x != 0)) {
             report.add(
                 name,
                 symname.clone(),
@@ -635,33 +647,35 @@ fn check_klp_reloc(
     }
 }
 
-/// What `load_module` checks before anything livepatch-specific, and what x86's
+/// What `load_module` checks before anything livepatch-specific, and what the architecture's
 /// `apply_relocate_add` trusts without checking: the machine (`elf_check_arch`), the
 /// `.gnu.linkonce.this_module` section (`struct module`), and every ordinary relocation section
 /// (`apply_relocations`): a target out of range is silently skipped (the code runs unrelocated),
 /// `SHT_REL` and unknown types are refused, and a place past the end of its section or not zero
 /// is written anyway or refused.
-fn check_loader_basics(obj: &Object, report: &mut Report) {
-    check_machine(obj, report);
+fn check_loader_basics(obj: &Object, ld: Option<&dyn Loader>, report: &mut Report) {
+    check_machine(obj, ld, report);
     check_this_module(obj, report);
     for (i, s) in obj.sections.iter().enumerate() {
         let Some(relocs) = s.relocs() else { continue };
         if s.flags & SHF_RELA_LIVEPATCH != 0 || s.name_str().starts_with(KLP_RELA_PREFIX) {
             continue; // check_klp_sections
         }
-        check_ordinary_relocs(obj, i, relocs, report);
+        if let Some(ld) = ld {
+            check_ordinary_relocs(obj, ld, i, relocs, report);
+        }
     }
 }
 
-fn check_machine(obj: &Object, report: &mut Report) {
-    if obj.e_machine != x86_64::EM_X86_64 {
+fn check_machine(obj: &Object, ld: Option<&dyn Loader>, report: &mut Report) {
+    if ld.is_none() {
         report.add(
             "",
             "",
             format!(
-                "e_machine {} is not x86_64 ({}): the kernel refuses a module built for another                  machine (\"Invalid ELF header\")",
+                "e_machine {} is none of the architectures lp-build knows the module loader of \
+                 (x86_64, ppc64le, s390x, aarch64, loongarch64)",
                 obj.e_machine,
-                x86_64::EM_X86_64
             ),
         );
     }
@@ -691,7 +705,13 @@ fn check_this_module(obj: &Object, report: &mut Report) {
     }
 }
 
-fn check_ordinary_relocs(obj: &Object, i: usize, relocs: &[Reloc], report: &mut Report) {
+fn check_ordinary_relocs(
+    obj: &Object,
+    ld: &dyn Loader,
+    i: usize,
+    relocs: &[Reloc],
+    report: &mut Report,
+) {
     let name = section_name(obj, i);
     let Some(s) = obj.sections.get(i) else { return };
     let target = s.info as usize;
@@ -714,8 +734,10 @@ fn check_ordinary_relocs(obj: &Object, i: usize, relocs: &[Reloc], report: &mut 
         report.add(
             name,
             "",
-            "SHT_REL: the x86_64 loader applies only SHT_RELA (\"REL relocation unsupported\")"
-                .to_string(),
+            format!(
+                "SHT_REL: the {} loader applies only SHT_RELA (\"REL relocation unsupported\")",
+                ld.name()
+            ),
         );
         return;
     }
@@ -728,21 +750,23 @@ fn check_ordinary_relocs(obj: &Object, i: usize, relocs: &[Reloc], report: &mut 
             .symbol(r.sym as usize)
             .map(|s| s.name_str().into_owned())
             .unwrap_or_default();
-        if r.r_type == elf::R_X86_64_NONE.0 {
-            continue;
-        }
-        let Some(size) = x86_64::field_size(r.r_type) else {
+        let Some(size) = ld.field_size(r.r_type) else {
             report.add(
                 name.clone(),
                 symname,
                 format!(
-                    "relocation type {} at {tname}+{:#x} is not one the x86_64 module loader \
+                    "relocation type {} at {tname}+{:#x} is not one the {} module loader \
                      applies: it refuses the module (\"Unknown rela relocation\")",
-                    r.r_type, r.offset
+                    r.r_type,
+                    r.offset,
+                    ld.name()
                 ),
             );
             continue;
         };
+        if size == 0 {
+            continue; // R_*_NONE, markers
+        }
         let field = r
             .offset
             .checked_add(size)
@@ -754,17 +778,25 @@ fn check_ordinary_relocs(obj: &Object, i: usize, relocs: &[Reloc], report: &mut 
                 symname,
                 format!(
                     "place {tname}+{:#x} + {size} bytes is past the end of {tname} ({:#x} \
-                     bytes): x86's apply_relocate_add does no bounds check and would write \
-                     into whatever follows",
+                     bytes): apply_relocate_add does no bounds check and would write into \
+                     whatever follows",
                     r.offset,
                     tsec.size()
                 ),
             );
             continue;
         };
-        if bytes
-            .and_then(|b| b.get(field))
-            .is_some_and(|f| f.iter().any(|&x| x != 0))
+        let external = obj.symbol(r.sym as usize).is_some_and(|s| s.is_undef());
+        if let Some(message) = bytes
+            .filter(|_| external)
+            .and_then(|b| ld.check_external_site(b, r.offset, r.r_type, &symname, obj.big_endian))
+        {
+            report.add(name.clone(), symname.clone(), message);
+        }
+        if ld.place_must_be_zero()
+            && bytes
+                .and_then(|b| b.get(field))
+                .is_some_and(|f| f.iter().any(|&x| x != 0))
         {
             report.add(
                 name.clone(),

@@ -526,8 +526,26 @@ fn vermagic_with_versions_ignores_the_release_like_the_kernel() {
 #[test]
 fn module_of_another_machine() {
     let mut o = good();
+    o.e_machine = object::elf::EM_RISCV.0;
+    expect_one(&check(&o), "", "", "none of the architectures");
+}
+
+/// The loader rules are the module's architecture's: x86_64's relocation types in a module
+/// marked aarch64 are types the arm64 loader refuses.
+#[test]
+fn relocation_types_are_checked_against_the_modules_architecture() {
+    let mut o = good();
+    assert!(check(&o).is_empty());
     o.e_machine = object::elf::EM_AARCH64.0;
-    expect_one(&check(&o), "", "", "not x86_64");
+    let problems = check(&o);
+    assert!(!problems.is_empty());
+    for p in &problems {
+        assert!(
+            p.message
+                .contains("not one the aarch64 module loader applies"),
+            "{p}"
+        );
+    }
 }
 
 #[test]

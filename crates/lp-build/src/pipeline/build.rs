@@ -83,23 +83,21 @@ pub(super) fn make_in_group(
             for l in &shown {
                 eprintln!("  | {l}");
             }
-            // The log must outlive the run: the temporary directory holding it is kept.
-            KEEP_TMP_FOR_LOG.store(true, std::sync::atomic::Ordering::Relaxed);
-            Err(fail_hint(
+            // The log must outlive the run: the failure names it, so the temporary directory
+            // holding it is kept.
+            Err(Failure::new(
                 Status::Build,
                 format!(
                     "{what} failed (make exit status {})",
                     code.map_or("signal".to_string(), |c| c.to_string())
                 ),
-                format!("the full build log is {}", log.display()),
-            ))
+            )
+            .hint(format!("the full build log is {}", log.display()))
+            .log(log)
+            .into())
         }
     }
 }
-
-/// Set when a make failed: its log, named in the error's hint, lives in the temporary directory.
-pub(super) static KEEP_TMP_FOR_LOG: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
 
 pub(super) fn original_build(
     kb: &Kbuild,

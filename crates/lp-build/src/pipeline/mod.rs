@@ -24,7 +24,7 @@ use crate::cache::{self, CacheEntry, Lock, Stamp, TreeCache, KCFLAGS};
 use crate::ccwrap;
 use crate::cli::{BuildArgs, StopAfter};
 use crate::commands::{alias_prefix, outcome_name, print_diff_text};
-use crate::exit::{fail_hint, Status};
+use crate::exit::{self, fail_hint, Failure, Status};
 use crate::fsutil::{copy_with_mtime, secs, sha256_hex, write_atomic};
 use crate::journal::{self, Changes, SAVED_OBJECTS};
 use crate::kbuild::{self, Objects, Owner};
@@ -82,19 +82,26 @@ pub struct Outcome {
 /// Runs the whole pipeline. Errors carry their exit status (see [`crate::exit`]).
 pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
     let started = Instant::now();
-    let mut times = PhaseTimes::default();
     let tmp = tempfile::Builder::new()
         .prefix("lp-build-")
         .tempdir()
         .context("creating a temporary directory")?;
     let tmp_path = tmp.path().to_path_buf();
-    let keep = args.keep_tmp;
-    // Keep or delete the temporary directory on every exit path.
-    let _tmp_guard = TmpGuard {
+    // Keep or delete the temporary directory on every exit path, panics included.
+    let mut guard = TmpGuard {
         dir: Some(tmp),
-        keep,
+        keep: args.keep_tmp,
+        for_log: false,
     };
+    let r = pipeline(args, ui, &tmp_path, started);
+    // A failure whose hint names a log in the temporary directory keeps the directory.
+    guard.for_log = r.as_ref().err().and_then(exit::failure_log).is_some();
+    r
+}
 
+/// The pipeline, phase by phase, in the temporary directory `tmp_path`.
+fn pipeline(args: &BuildArgs, ui: &Ui, tmp_path: &Path, started: Instant) -> Result<Outcome> {
+    let mut times = PhaseTimes::default();
     // Phase 1.
     let t = Instant::now();
     let span = tracing::info_span!("phase", name = "check").entered();
@@ -253,7 +260,7 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
 
     // Phase 6 before the diff: the differ needs the entry sizes.
     let t = Instant::now();
-    let entry_sizes = entry_sizes(&kb, &entry, &c, &tmp_path, ui)?;
+    let entry_sizes = entry_sizes(&kb, &entry, &c, tmp_path, ui)?;
     times.add("entry sizes", t.elapsed());
     signals::check()?;
 
@@ -380,7 +387,7 @@ pub fn run(args: &BuildArgs, ui: &Ui) -> Result<Outcome> {
         &spec,
         &patch_objects,
         &c,
-        &tmp_path,
+        tmp_path,
         ui,
         lp_emit::ValidateContext {
             exports: Some(all_exports),
@@ -424,14 +431,16 @@ fn owner_name(o: &Owner) -> String {
 
 struct TmpGuard {
     dir: Option<tempfile::TempDir>,
+    /// `-T/--keep-tmp`.
     keep: bool,
+    /// The run failed with a log in the directory ([`exit::failure_log`]).
+    for_log: bool,
 }
 
 impl Drop for TmpGuard {
     fn drop(&mut self) {
         if let Some(d) = self.dir.take() {
-            let for_log = KEEP_TMP_FOR_LOG.load(std::sync::atomic::Ordering::Relaxed);
-            if self.keep || for_log {
+            if self.keep || self.for_log {
                 let p = d.keep();
                 let why = if self.keep {
                     ""

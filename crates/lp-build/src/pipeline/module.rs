@@ -212,8 +212,7 @@ pub(super) fn refuse_objtool_warnings(log: &Path, module: &str) -> Result<()> {
     for w in &warnings {
         eprintln!("  | {w}");
     }
-    KEEP_TMP_FOR_LOG.store(true, std::sync::atomic::Ordering::Relaxed);
-    Err(fail_hint(
+    Err(Failure::new(
         Status::Build,
         format!(
             "objtool warned about {module} ({} line(s); first: {}): its ORC or mitigation tables \
@@ -221,12 +220,14 @@ pub(super) fn refuse_objtool_warnings(log: &Path, module: &str) -> Result<()> {
             warnings.len(),
             warnings[0]
         ),
-        format!(
-            "this is a bug in lp-build unless the patched code itself confuses objtool; the full \
-             build log is {}",
-            log.display()
-        ),
+    )
+    .hint(format!(
+        "this is a bug in lp-build unless the patched code itself confuses objtool; the full \
+         build log is {}",
+        log.display()
     ))
+    .log(log)
+    .into())
 }
 
 pub(super) const OUTPUT_HINT: &str =

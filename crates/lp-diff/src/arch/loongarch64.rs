@@ -78,7 +78,7 @@ pub const SPECIALS: &[Spec] = &[
     given("__bug_table"),
     given("__ex_table"),
     Spec {
-        key_field: Some(KeyField::Last),
+        key_field: Some(KeyField::JumpEntry),
         ..given("__jump_table")
     },
     given(".altinstructions"),

@@ -135,7 +135,7 @@ pub const SPECIALS: &[Spec] = &[
         objtool_output: false,
         fixed_size: None,
         parallel: None,
-        key_field: Some(KeyField::At(8)),
+        key_field: Some(KeyField::JumpEntry),
         anchor: 0,
     },
     Spec {
