@@ -513,12 +513,8 @@ fn expected_complaints(conf: Option<&BTreeMap<String, String>>) -> crate::vm::Ex
 /// `cargo xtask e2e`'s arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct E2eArgs {
-    /// The test kernel's version: 6.12, 6.1 or 7.2.
-    #[arg(long, value_name = "VER", default_value = "6.12")]
-    pub kernel: String,
-    /// A kernel tree to build the test kernel from instead of Debian's source package.
-    #[arg(long, value_name = "DIR")]
-    pub source: Option<PathBuf>,
+    #[command(flatten)]
+    pub choice: kernel::KernelChoice,
     /// A configuration variant (test-kernels/configs/variants/NAME.config).
     #[arg(long, value_name = "NAME")]
     pub variant: Option<String>,
@@ -528,33 +524,24 @@ pub struct E2eArgs {
     /// Only this case directory (repeatable); default: every case of test-kernels/cases.
     #[arg(long = "case", value_name = "DIR")]
     pub cases: Vec<PathBuf>,
-    /// The test kernel's compiler: gcc (default) or clang-N / clang (also LP_E2E_CC).
-    #[arg(long, value_name = "gcc|clang-N")]
-    pub cc: Option<String>,
 }
 
 impl E2eArgs {
     /// The arguments of `cargo xtask e2e` with nothing given.
-    pub fn new() -> Self {
+    pub fn new(version: &str) -> Self {
         E2eArgs {
-            kernel: "6.12".into(),
-            source: None,
+            choice: kernel::KernelChoice::new(version),
             variant: None,
             distro: None,
             cases: Vec::new(),
-            cc: None,
         }
     }
 }
 
 /// `cargo xtask e2e [--kernel VER | --source DIR] [--case DIR ...]`.
 pub fn task(args: &E2eArgs) -> Result<()> {
-    let mut opts = KernelOptions::new(&args.kernel);
-    opts.source = args.source.clone();
+    let mut opts = args.choice.options();
     opts.variant = args.variant.clone();
-    if let Some(cc) = &args.cc {
-        opts.cc = Some(cc.clone()).filter(|c| c != "gcc");
-    }
     let distro = args.distro.clone();
     let mut cases = args
         .cases

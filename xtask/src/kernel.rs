@@ -230,24 +230,52 @@ impl TestKernel {
     }
 }
 
-/// `cargo xtask kernel`'s arguments.
+/// Which test kernel a task uses: the options every task that boots or builds one shares.
 #[derive(clap::Args, Debug, Clone)]
-pub struct KernelArgs {
+pub struct KernelChoice {
     /// The test kernel's version: 6.12, 6.1 or 7.2.
     #[arg(long, value_name = "VER", default_value = DEFAULT_VERSION)]
     pub kernel: String,
-    /// A kernel tree to build instead of Debian's source package.
+    /// A kernel tree to build the test kernel from instead of Debian's source package.
     #[arg(long, value_name = "DIR")]
     pub source: Option<PathBuf>,
+    /// The compiler: gcc or clang-N / clang (LLVM=-N); default: LP_E2E_CC, else gcc.
+    #[arg(long, value_name = "gcc|clang-N")]
+    pub cc: Option<String>,
+}
+
+impl KernelChoice {
+    /// The default test kernel (version `version`, Debian's source, the compiler of LP_E2E_CC).
+    pub fn new(version: &str) -> Self {
+        KernelChoice {
+            kernel: version.into(),
+            source: None,
+            cc: None,
+        }
+    }
+
+    /// The build options this choice selects (a `--cc` given overrides LP_E2E_CC).
+    pub fn options(&self) -> KernelOptions {
+        let mut opts = KernelOptions::new(&self.kernel);
+        opts.source = self.source.clone();
+        if let Some(cc) = &self.cc {
+            opts.cc = Some(cc.clone()).filter(|c| c != "gcc");
+        }
+        opts
+    }
+}
+
+/// `cargo xtask kernel`'s arguments.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KernelArgs {
+    #[command(flatten)]
+    pub choice: KernelChoice,
     /// A configuration variant (test-kernels/configs/variants/NAME.config).
     #[arg(long, value_name = "NAME")]
     pub variant: Option<String>,
     /// Parallel make jobs (default: the number of CPUs).
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<usize>,
-    /// The compiler: gcc (default) or clang-N / clang (LLVM=-N; also LP_E2E_CC).
-    #[arg(long, value_name = "gcc|clang-N")]
-    pub cc: Option<String>,
     /// Configure and check only, no build.
     #[arg(long)]
     pub configure_only: bool,
@@ -255,13 +283,9 @@ pub struct KernelArgs {
 
 /// `cargo xtask kernel [--kernel 6.12|6.1|7.2] [--source DIR] [--cc gcc|clang-N] [-j N]`.
 pub fn task(args: &KernelArgs) -> Result<()> {
-    let mut opts = KernelOptions::new(&args.kernel);
-    opts.source = args.source.clone();
+    let mut opts = args.choice.options();
     opts.variant = args.variant.clone();
     opts.jobs = args.jobs;
-    if let Some(cc) = &args.cc {
-        opts.cc = Some(cc.clone()).filter(|c| c != "gcc");
-    }
     opts.configure_only = args.configure_only;
     let start = Instant::now();
     let k = ensure(&opts)?;

@@ -153,10 +153,7 @@ fn ci() -> Result<()> {
         .args(["test", "--workspace"])
         .env("LP_TEST_KERNEL_BUILD", &k.build))?;
     for k in kernels.split_whitespace() {
-        e2e::task(&e2e::E2eArgs {
-            kernel: k.to_string(),
-            ..e2e::E2eArgs::new()
-        })?;
+        e2e::task(&e2e::E2eArgs::new(k))?;
     }
     // The stock kernels of a distribution (LP_E2E_DISTROS, default debian-6.12; empty: none):
     // the stock boot with its own module first, then the cases that list it in `distros = `.
@@ -165,7 +162,7 @@ fn ci() -> Result<()> {
         vm::selftest(&vm::SelftestArgs::distro(d))?;
         e2e::task(&e2e::E2eArgs {
             distro: Some(d.to_string()),
-            ..e2e::E2eArgs::new()
+            ..e2e::E2eArgs::new(kernel::DEFAULT_VERSION)
         })?;
     }
     Ok(())

@@ -751,12 +751,8 @@ impl Cpio {
 /// `cargo xtask vm`'s arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct VmArgs {
-    /// The test kernel's version: 6.12, 6.1 or 7.2.
-    #[arg(long, value_name = "VER", default_value = kernel::DEFAULT_VERSION)]
-    pub kernel: String,
-    /// The test kernel built from this tree.
-    #[arg(long, value_name = "DIR")]
-    pub source: Option<PathBuf>,
+    #[command(flatten)]
+    pub choice: kernel::KernelChoice,
     /// A distribution's stock kernel (debian-6.12, debian-6.1).
     #[arg(long, value_name = "NAME")]
     pub distro: Option<String>,
@@ -783,8 +779,7 @@ pub struct VmArgs {
 /// `cargo xtask vm [--kernel VER] [--ko FILE.ko ...] [--file FILE ...] [--script FILE]
 /// [--append ARG] [--timeout S] [--quiet]`.
 pub fn task(args: &VmArgs) -> Result<()> {
-    let mut opts = kernel::KernelOptions::new(&args.kernel);
-    opts.source = args.source.clone();
+    let opts = args.choice.options();
     let distro = args.distro.clone();
     let modules = args
         .modules
@@ -872,12 +867,8 @@ fn report(r: &VmResult) {
 /// `cargo xtask vm-selftest`'s arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SelftestArgs {
-    /// The test kernel's version: 6.12, 6.1 or 7.2.
-    #[arg(long, value_name = "VER", default_value = kernel::DEFAULT_VERSION)]
-    pub kernel: String,
-    /// The test kernel built from this tree.
-    #[arg(long, value_name = "DIR")]
-    pub source: Option<PathBuf>,
+    #[command(flatten)]
+    pub choice: kernel::KernelChoice,
     /// Boot a distribution's stock kernel and use its own binfmt_misc instead.
     #[arg(long, value_name = "NAME")]
     pub distro: Option<String>,
@@ -890,8 +881,7 @@ impl SelftestArgs {
     /// `vm-selftest --distro NAME`.
     pub fn distro(name: &str) -> Self {
         SelftestArgs {
-            kernel: kernel::DEFAULT_VERSION.into(),
-            source: None,
+            choice: kernel::KernelChoice::new(kernel::DEFAULT_VERSION),
             distro: Some(name.into()),
             echo: false,
         }
@@ -902,8 +892,7 @@ impl SelftestArgs {
 /// `samples/livepatch/livepatch-sample.c` out of tree, then boots test-kernels/guest/selftest.sh
 /// which patches /proc/cmdline, unpatches it, unloads it, and exercises binfmt_misc.ko.
 pub fn selftest(args: &SelftestArgs) -> Result<()> {
-    let mut opts = kernel::KernelOptions::new(&args.kernel);
-    opts.source = args.source.clone();
+    let opts = args.choice.options();
     let echo = args.echo;
     let distro = args.distro.clone();
     if let Some(name) = distro {
