@@ -346,18 +346,8 @@ impl Vm {
         read(&out, "gcc wrote it")
     }
 
-    /// Builds the initramfs, boots, waits for the result (or the timeout).
-    /// `Err` only for harness problems (qemu missing, files unreadable); a guest that
-    /// fails, panics or hangs gives `Ok` with [`Outcome::Fail`].
-    pub fn run(&self) -> Result<VmResult> {
-        let initramfs = self.build_initramfs()?;
-        let log_path = self.work_dir.join("console.log");
-        let err_path = self.work_dir.join("qemu.stderr");
-        let disk = match &self.disk {
-            Some(d) => Some(make_disk_image(d, &self.work_dir.join("disk.img"))?),
-            None => None,
-        };
-        let boots = self.boots.max(1);
+    /// qemu's command line: TCG, the kernel and initramfs, the console on stdout, the disk.
+    fn qemu_command(&self, initramfs: &Path, disk: Option<&Path>, boots: u32) -> Command {
         let mut append = vec![
             "console=ttyS0".to_string(),
             "panic=-1".to_string(),
@@ -395,15 +385,80 @@ impl Vm {
         .arg("-kernel")
         .arg(&self.bzimage)
         .arg("-initrd")
-        .arg(&initramfs)
+        .arg(initramfs)
         .arg("-append")
         .arg(append.join(" "));
-        if let Some(img) = &disk {
+        if let Some(img) = disk {
             cmd.arg("-drive").arg(format!(
                 "file={},format=raw,if=virtio,cache=writeback",
                 img.display()
             ));
         }
+        cmd
+    }
+
+    /// The run's outcome from its console: every boot's result line, else why there is none
+    /// (timeout, panic, qemu's own error); a pass with a kernel complaint is a failure.
+    fn judge(&self, console: &str, boots: u32, timed_out: bool, err_path: &Path) -> Outcome {
+        // Which boot ended without a result, when there are several.
+        let which = if boots > 1 {
+            format!(
+                "boot {} of {boots}: ",
+                console.matches(UP_MARKER).count().max(1)
+            )
+        } else {
+            String::new()
+        };
+        let outcome = match parse_boots(console, boots) {
+            Some(o) => o,
+            None if timed_out => Outcome::Fail(format!(
+                "{which}timeout: no result after {} (last console line: {})",
+                secs(self.timeout),
+                last_line(console)
+            )),
+            None => {
+                let why = if console.contains("Kernel panic") {
+                    "kernel panic"
+                } else {
+                    "qemu exited"
+                };
+                let stderr = fs::read_to_string(err_path).unwrap_or_default();
+                Outcome::Fail(format!(
+                    "{which}{why} without a result line (last console line: {}; qemu stderr: {})",
+                    last_line(console),
+                    stderr.trim()
+                ))
+            }
+        };
+        // A passing script proves little if the kernel complained meanwhile.
+        match outcome {
+            Outcome::Pass => {
+                let complaints = kernel_complaints(console, &self.expected);
+                match complaints.first() {
+                    None => Outcome::Pass,
+                    Some(first) => Outcome::Fail(format!(
+                        "the guest script passed but the kernel complained ({} sign(s); first: {first})",
+                        complaints.len()
+                    )),
+                }
+            }
+            fail => fail,
+        }
+    }
+
+    /// Builds the initramfs, boots, waits for the result (or the timeout).
+    /// `Err` only for harness problems (qemu missing, files unreadable); a guest that
+    /// fails, panics or hangs gives `Ok` with [`Outcome::Fail`].
+    pub fn run(&self) -> Result<VmResult> {
+        let initramfs = self.build_initramfs()?;
+        let log_path = self.work_dir.join("console.log");
+        let err_path = self.work_dir.join("qemu.stderr");
+        let disk = match &self.disk {
+            Some(d) => Some(make_disk_image(d, &self.work_dir.join("disk.img"))?),
+            None => None,
+        };
+        let boots = self.boots.max(1);
+        let mut cmd = self.qemu_command(&initramfs, disk.as_deref(), boots);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(
             fs::File::create(&err_path)
                 .with_context(|| format!("cannot create {}", err_path.display()))?,
@@ -470,50 +525,7 @@ impl Vm {
             .map_err(|_| anyhow::anyhow!("the console reader thread panicked"))?
             .with_context(|| format!("copying the console to {}", log_path.display()))?;
         let console = String::from_utf8_lossy(&console);
-        // Which boot ended without a result, when there are several.
-        let which = if boots > 1 {
-            format!(
-                "boot {} of {boots}: ",
-                console.matches(UP_MARKER).count().max(1)
-            )
-        } else {
-            String::new()
-        };
-        let outcome = match parse_boots(&console, boots) {
-            Some(o) => o,
-            None if timed_out => Outcome::Fail(format!(
-                "{which}timeout: no result after {} (last console line: {})",
-                secs(self.timeout),
-                last_line(&console)
-            )),
-            None => {
-                let why = if console.contains("Kernel panic") {
-                    "kernel panic"
-                } else {
-                    "qemu exited"
-                };
-                let stderr = fs::read_to_string(&err_path).unwrap_or_default();
-                Outcome::Fail(format!(
-                    "{which}{why} without a result line (last console line: {}; qemu stderr: {})",
-                    last_line(&console),
-                    stderr.trim()
-                ))
-            }
-        };
-        // A passing script proves little if the kernel complained meanwhile.
-        let outcome = match outcome {
-            Outcome::Pass => {
-                let complaints = kernel_complaints(&console, &self.expected);
-                match complaints.first() {
-                    None => Outcome::Pass,
-                    Some(first) => Outcome::Fail(format!(
-                        "the guest script passed but the kernel complained ({} sign(s); first: {first})",
-                        complaints.len()
-                    )),
-                }
-            }
-            fail => fail,
-        };
+        let outcome = self.judge(&console, boots, timed_out, &err_path);
         Ok(VmResult {
             outcome,
             log: log_path,
