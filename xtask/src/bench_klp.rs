@@ -149,13 +149,12 @@ pub fn task(version: &str) -> Result<()> {
     std::fs::create_dir_all(&klp_default_dir)?;
     std::fs::create_dir_all(&klp_short_dir)?;
     let ko = "livepatch-cmdline.ko";
-    let mut runs = Vec::new();
-    runs.push(timed(
+    let klp_default = timed(
         "klp-build (default: clean, original and patched builds)",
         klp_default_dir.join(ko),
         &mut klp_build(&tree, &patch, &klp_default_dir.join(ko), &[]),
-    )?);
-    runs.push(timed(
+    )?;
+    let klp_short = timed(
         "klp-build -S 2 (reuses its original build)",
         klp_short_dir.join(ko),
         &mut klp_build(
@@ -164,17 +163,11 @@ pub fn task(version: &str) -> Result<()> {
             &klp_short_dir.join(ko),
             &["--short-circuit=2"],
         ),
-    )?);
+    )?;
 
     let cache = work.join("lp-cache");
     let _ = std::fs::remove_dir_all(&cache);
-    for (what, dir) in [
-        (
-            "lp-build cold (empty cache: first run on the tree)",
-            "lp-cold",
-        ),
-        ("lp-build warm", "lp-warm"),
-    ] {
+    let lp = |what: &'static str, dir: &str| -> Result<Measured> {
         let dir = out.join(dir);
         std::fs::create_dir_all(&dir)?;
         let mut cmd = Command::new(&lp_build);
@@ -189,13 +182,18 @@ pub fn task(version: &str) -> Result<()> {
             .arg("-o")
             .arg(&dir)
             .env("LP_BUILD_CACHE", &cache);
-        runs.push(timed(what, dir.join(ko), &mut cmd)?);
-    }
+        timed(what, dir.join(ko), &mut cmd)
+    };
+    let lp_cold = lp(
+        "lp-build cold (empty cache: first run on the tree)",
+        "lp-cold",
+    )?;
+    let lp_warm = lp("lp-build warm", "lp-warm")?;
 
     // Both kinds of module in the VM, with the case's own check.
     let script = case.join("check.sh");
     let mut proven = Vec::new();
-    for (tool, m) in [("klp-build", &runs[0]), ("lp-build", &runs[3])] {
+    for (tool, m) in [("klp-build", &klp_default), ("lp-build", &lp_warm)] {
         let mut vm = Vm::new(&k.bzimage, &script, &out.join(format!("vm-{tool}")));
         vm.modules = vec![m.module.clone()];
         let result = vm.run()?;
@@ -212,7 +210,7 @@ pub fn task(version: &str) -> Result<()> {
     }
 
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    let base = runs[3].time.as_secs_f64().max(1e-3);
+    let base = lp_warm.time.as_secs_f64().max(1e-3);
     println!(
         "\nklp-build vs lp-build on {} ({}), patch {}:",
         k.release,
@@ -220,7 +218,7 @@ pub fn task(version: &str) -> Result<()> {
         patch.display()
     );
     println!("| run | time | vs lp-build warm | module bytes |\n| --- | --- | --- | --- |");
-    for r in &runs {
+    for r in [&klp_default, &klp_short, &lp_cold, &lp_warm] {
         println!(
             "| {} | {} | {:.1}x | {} |",
             r.what,
@@ -231,8 +229,8 @@ pub fn task(version: &str) -> Result<()> {
     }
     println!(
         "klp-build default / lp-build cold: {:.2}x; klp-build -S 2 / lp-build warm: {:.2}x",
-        runs[0].time.as_secs_f64() / runs[2].time.as_secs_f64().max(1e-3),
-        runs[1].time.as_secs_f64() / base
+        klp_default.time.as_secs_f64() / lp_cold.time.as_secs_f64().max(1e-3),
+        klp_short.time.as_secs_f64() / base
     );
     for p in proven {
         println!("{p}");
