@@ -150,6 +150,8 @@ fn compiler_packages(cc: Option<&str>) -> Vec<(String, String)> {
             vec![
                 (pkg("clang"), format!("/usr/bin/clang{suffix}")),
                 (pkg("lld"), format!("/usr/bin/ld.lld{suffix}")),
+                // LLVM= also takes llvm-ar, llvm-nm, llvm-objcopy... from llvm-N.
+                (pkg("llvm"), format!("/usr/bin/llvm-ar{suffix}")),
             ]
         }
         None => Vec::new(),
@@ -1135,7 +1137,8 @@ mod tests {
             compiler_packages(Some("clang-19")),
             [
                 ("clang-19".to_string(), "/usr/bin/clang-19".to_string()),
-                ("lld-19".to_string(), "/usr/bin/ld.lld-19".to_string())
+                ("lld-19".to_string(), "/usr/bin/ld.lld-19".to_string()),
+                ("llvm-19".to_string(), "/usr/bin/llvm-ar-19".to_string())
             ]
         );
         assert!(compiler_packages(None).is_empty());

@@ -201,6 +201,10 @@ pub struct DiffArgs {
     /// objtool's output out of the patch object.
     #[arg(long = "objtool-on-module")]
     pub objtool_on_module: bool,
+    /// objtool makes `__mcount_loc` (CONFIG_FTRACE_MCOUNT_USE_OBJTOOL, clang kernels): with
+    /// --objtool-on-module, leave it out of the patch object too.
+    #[arg(long = "objtool-mcount")]
+    pub objtool_mcount: bool,
     /// Show why each changed function counts as changed (instruction listings).
     #[arg(long)]
     pub explain: bool,

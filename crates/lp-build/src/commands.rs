@@ -151,6 +151,7 @@ pub fn diff(args: &DiffArgs) -> Result<Status> {
         parent,
         exports,
         objtool_on_module: args.objtool_on_module,
+        objtool_mcount: args.objtool_mcount,
         alias_prefix: alias_prefix(&source_name),
         explain: args.explain,
     };

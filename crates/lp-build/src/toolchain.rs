@@ -387,7 +387,7 @@ pub fn find(k: &KernelCompiler, host: &Host) -> Result<Toolchain> {
 fn install_hint(k: &KernelCompiler) -> String {
     match (k.family, k.version) {
         (Family::Clang, Some(v)) if k.ld_is_lld => {
-            format!("Debian/Ubuntu: apt install clang-{0} lld-{0}", v.0)
+            format!("Debian/Ubuntu: apt install clang-{0} lld-{0} llvm-{0}", v.0)
         }
         (Family::Clang, Some(v)) => format!("Debian/Ubuntu: apt install clang-{}", v.0),
         (Family::Gcc, Some(v)) => format!("Debian/Ubuntu: apt install gcc-{}", v.0),
@@ -432,6 +432,19 @@ fn clang_vars(k: &KernelCompiler, cc: &str, host: &Host) -> Result<Vec<String>> 
                     ),
                 ));
             }
+        }
+        // `LLVM=` also takes the archiver, nm, objcopy and strip from LLVM (package llvm-N,
+        // apart from clang-N and lld-N): without them the build stops half-way, in objtool.
+        let ar = format!("llvm-ar{suffix}");
+        if (host.probe)(&ar).is_none() {
+            return Err(fail_hint(
+                Status::Input,
+                format!(
+                    "the kernel was built with LLVM's binary utilities (LLVM=), which are not \
+                     installed here (tried {ar})"
+                ),
+                format!("install them ({})", install_hint(k)),
+            ));
         }
         if suffix.is_empty() {
             vars.push("LLVM=1".to_string());
@@ -534,6 +547,7 @@ mod tests {
         let probe = |c: &str| match c {
             "clang-19" => Some("Debian clang version 19.1.7 (3~deb12u1)".to_string()),
             "ld.lld-19" => Some("Debian LLD 19.1.7 (compatible with GNU linkers)".to_string()),
+            "llvm-ar-19" => Some("Debian LLVM version 19.1.7".to_string()),
             "clang" => Some("Debian clang version 16.0.6 (15)".to_string()),
             _ => None,
         };
@@ -560,6 +574,7 @@ mod tests {
         let probe = |c: &str| match c {
             "clang" => Some("clang version 19.1.7".to_string()),
             "ld.lld" => Some("LLD 19.1.7".to_string()),
+            "llvm-ar" => Some("LLVM version 19.1.7".to_string()),
             _ => None,
         };
         let t = find(&from_config(&config(CLANG19)), &host(&probe)).unwrap();
@@ -593,6 +608,7 @@ mod tests {
         let probe = |c: &str| match c {
             "clang" => Some("Debian clang version 16.0.6 (15)".to_string()),
             "ld.lld" => Some("Debian LLD 16.0.6".to_string()),
+            "llvm-ar" => Some("Debian LLVM version 16.0.6".to_string()),
             _ => None,
         };
         let (status, msg) = one_line(find(&from_config(&config(CLANG19)), &host(&probe)));
@@ -638,6 +654,19 @@ mod tests {
         };
         let (_, msg) = one_line(find(&from_config(&config(CLANG19)), &host(&old_lld)));
         assert!(msg.contains("19.1.7") && msg.contains("18.1.8"), "{msg}");
+        // clang and ld.lld without LLVM's binary utilities (llvm-N): kbuild's LLVM= needs
+        // llvm-ar, which objtool's build reaches first.
+        let no_llvm = |c: &str| match c {
+            "clang-19" => Some("Debian clang version 19.1.7 (3)".to_string()),
+            "ld.lld-19" => Some("Debian LLD 19.1.7".to_string()),
+            _ => None,
+        };
+        let e = find(&from_config(&config(CLANG19)), &host(&no_llvm)).unwrap_err();
+        assert_eq!(crate::exit::status_of(&e), Status::Input);
+        let msg = crate::exit::one_line(&e);
+        assert!(msg.contains("llvm-ar-19"), "{msg}");
+        let hint = crate::exit::hint_of(&e).unwrap_or_default();
+        assert!(hint.contains("apt install clang-19 lld-19 llvm-19"), "{hint}");
     }
 
     #[test]

@@ -172,6 +172,14 @@ pub fn objtool_on_module(src: &Path, config: &BTreeMap<String, String>) -> bool 
     delays && wants
 }
 
+/// objtool, not the compiler, makes `__mcount_loc` (CONFIG_FTRACE_MCOUNT_USE_OBJTOOL=y: clang
+/// kernels on x86_64).
+pub fn objtool_mcount(config: &BTreeMap<String, String>) -> bool {
+    config
+        .get("CONFIG_FTRACE_MCOUNT_USE_OBJTOOL")
+        .is_some_and(|v| v == "y")
+}
+
 /// What lp-build needs from the running kernel's vmlinux.
 #[derive(Debug, Clone)]
 pub struct VmlinuxInfo {

@@ -77,6 +77,7 @@ fn a_clang_kernel_is_detected_and_gets_llvm_make_variables() {
         &[
             ("clang-99", "Fake clang version 99.1.1 (1)"),
             ("ld.lld-99", "Fake LLD 99.1.1 (compatible with GNU linkers)"),
+            ("llvm-ar-99", "Fake LLVM version 99.1.1"),
         ],
     );
     let path = format!("{}:/usr/bin:/bin", bin.display());
@@ -171,6 +172,7 @@ fn a_clang_lto_kernel_is_refused_before_anything_is_built() {
             &[
                 ("clang-99", "Fake clang version 99.1.1 (1)"),
                 ("ld.lld-99", "Fake LLD 99.1.1"),
+                ("llvm-ar-99", "Fake LLVM version 99.1.1"),
             ],
         );
         let before = f.snapshots();
@@ -223,7 +225,7 @@ fn host_clang() -> (String, String, Version, Version) {
     }
     panic!(
         "no clang with its ld.lld on this host (tried clang-19, clang-16, clang): install them \
-         (apt install clang-19 lld-19; .ci/run does)"
+         (apt install clang-19 lld-19 llvm-19; .ci/run does)"
     );
 }
 

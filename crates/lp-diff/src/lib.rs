@@ -53,6 +53,10 @@ pub struct DiffOptions {
     /// object must not carry objtool's output (ORC, `.return_sites`, `__pfx_` symbols, ...),
     /// objtool makes it for the whole module; its input annotations (`.discard.*`) are kept.
     pub objtool_on_module: bool,
+    /// objtool, not the compiler, makes `__mcount_loc` (CONFIG_FTRACE_MCOUNT_USE_OBJTOOL: clang
+    /// on x86_64, which has no `-mrecord-mcount`). With [`Self::objtool_on_module`] the table
+    /// is objtool's output too, left out of the patch object: objtool skips a module that has it.
+    pub objtool_mcount: bool,
     /// Compute [`DiffResult::explanations`] (instruction listings of each changed function).
     pub explain: bool,
     /// A prefix, unique per object in one module, for the global aliases the differ gives to

@@ -180,7 +180,9 @@ fn round(cl: &mut Closure, out: &mut Refusals) -> bool {
         // for ORC, fails) when one of the linked objects already has it: a patch object of a
         // module that objtool checked when it was compiled (a single-object module such as
         // binfmt_misc) must not carry its entries.
-        if spec.objtool_output && cl.opts.objtool_on_module {
+        let objtool_makes =
+            spec.objtool_output || (spec.name == "__mcount_loc" && cl.opts.objtool_mcount);
+        if objtool_makes && cl.opts.objtool_on_module {
             continue;
         }
         let relocs = p.relocs(sec);

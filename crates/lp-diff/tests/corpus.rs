@@ -25,6 +25,7 @@ fn options(case: &lp_testutil::Case) -> DiffOptions {
         alias_prefix: "__lp_t_".into(),
         explain: true,
         objtool_on_module: false,
+        objtool_mcount: false,
     }
 }
 
@@ -353,4 +354,38 @@ fn jump_entry_size_without_a_layout_is_an_error() {
     opts.entry_sizes.insert("__jump_table".into(), 32);
     let e = diff(&orig, &patched, &opts).expect_err("32-byte jump entries");
     assert!(e.to_string().contains("struct jump_entry"), "{e}");
+}
+
+/// `__mcount_loc` of the included functions is kept, unless objtool both makes it
+/// (CONFIG_FTRACE_MCOUNT_USE_OBJTOOL, clang on x86_64) and runs on the linked module: then
+/// objtool makes it for the whole module, and skips the module ("file already has __mcount_loc
+/// section") when a linked object has one. Found on the clang-built 6.12 test kernel.
+#[test]
+fn mcount_loc_left_to_objtool_when_objtool_makes_it_for_the_module() {
+    let cases = lp_testutil::cases();
+    let case = cases
+        .iter()
+        .find(|c| c.name == "mrecord-mcount")
+        .expect("corpus case");
+    let orig = std::fs::read(&case.orig).unwrap();
+    let patched = std::fs::read(&case.patched).unwrap();
+    for (on_module, by_objtool, kept) in [
+        (false, false, true),
+        (true, false, true),
+        (false, true, true),
+        (true, true, false),
+    ] {
+        let opts = DiffOptions {
+            objtool_on_module: on_module,
+            objtool_mcount: by_objtool,
+            ..options(case)
+        };
+        let r = diff(&orig, &patched, &opts).unwrap();
+        let out = lp_elf::Object::parse(r.output.as_deref().expect("a patch object")).unwrap();
+        assert_eq!(
+            out.section_by_name("__mcount_loc").is_some(),
+            kept,
+            "objtool on module {on_module}, objtool makes __mcount_loc {by_objtool}"
+        );
+    }
 }

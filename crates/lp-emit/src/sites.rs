@@ -135,6 +135,30 @@ fn branch_start(code: &[u8], offset: u64) -> Option<(u64, bool)> {
     }
 }
 
+/// The branch a table entry at `p` lists. An entry is an instruction's first byte, prefixes
+/// included: clang (`-mindirect-branch-cs-prefix`, on retpoline kernels) emits `cs jmp
+/// __x86_return_thunk` and `cs call __x86_indirect_thunk_*` (`2e e9`, `2e e8`), listed at the
+/// `2e`, which the kernel's decoder skips. An entry on `cs` prefixes directly before a relocated
+/// branch's opcode is that branch; any other entry is taken as it is.
+fn past_cs_prefix(obj: &Object, branches: &BTreeMap<Place, Branch>, p: Place) -> Place {
+    const CS: u8 = 0x2e;
+    if branches.contains_key(&p) {
+        return p;
+    }
+    // At most 14 prefixes fit in an instruction.
+    let mut q = p;
+    for _ in 0..14 {
+        if byte_at(obj, q) != Some(CS) {
+            return p;
+        }
+        q = (q.0, q.1.saturating_add(1));
+        if branches.contains_key(&q) {
+            return q;
+        }
+    }
+    p
+}
+
 /// Every relocated branch of every executable section, by place.
 fn branches(obj: &Object) -> BTreeMap<Place, Branch> {
     let mut out = BTreeMap::new();
@@ -332,7 +356,11 @@ pub fn check(obj: &Object, tables: CodeTables) -> Vec<Problem> {
         if listed.is_none() && (sites.is_empty() || !required) {
             continue;
         }
-        let listed: BTreeSet<Place> = listed.unwrap_or_default().into_iter().collect();
+        let listed: BTreeSet<Place> = listed
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| past_cs_prefix(obj, &branches, p))
+            .collect();
         if required {
             for &p in sites.difference(&listed) {
                 // objtool lists `call __fentry__` unless it makes `__mcount_loc` itself

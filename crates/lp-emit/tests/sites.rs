@@ -193,6 +193,59 @@ fn a_table_entry_on_another_instruction_is_refused() {
     );
 }
 
+/// clang's `cs jmp __x86_return_thunk` and `cs call __x86_indirect_thunk_*`
+/// (`-mindirect-branch-cs-prefix`, the 6.12 test kernel built with clang 19): objtool lists the
+/// instruction at its `cs` prefix, one byte before the opcode. That is the branch; a table entry
+/// on a 0x2e byte that is no prefix of a relocated branch is still refused.
+#[test]
+fn cs_prefixed_branches_are_listed_at_their_prefix() {
+    let cs = |src: &str| {
+        let mut t = String::new();
+        t.push_str(src);
+        t.push_str(
+            r#"
+	.section .text.h,"ax",@progbits
+	.type h,@function
+h:
+	mov $0x2e,%al
+.Ltail:	.byte 0x2e
+	jmp 2f
+2:
+.Lh1:	.byte 0x2e
+	call __x86_indirect_thunk_r11
+.Lh2:	.byte 0x2e
+	jmp __x86_return_thunk
+	.size h, .-h
+"#,
+        );
+        t
+    };
+    let base = |rets: &str| {
+        cs(&format!(
+            r#"
+	.section .return_sites,"a"
+	.long {rets}
+	.section .retpoline_sites,"a"
+	.long .Lh1 - .
+"#
+        ))
+    };
+    let p = check(&assemble_source(&base(".Lh2 - .")), CodeTables::default());
+    assert!(p.is_empty(), "{}", show(&p));
+    // Listed at the opcode (as gcc's code is) it is the same branch.
+    let p = check(
+        &assemble_source(&base(".Lh2 + 1 - .")),
+        CodeTables::default(),
+    );
+    assert!(p.is_empty(), "{}", show(&p));
+    // The 0x2e of `mov $0x2e,%al` before an unrelocated jump is no site.
+    let p = check(
+        &assemble_source(&base(".Lh2 - ., .Ltail - 1 - .")),
+        CodeTables::default(),
+    );
+    expect_one(&p, ".return_sites", "h+0x1", "no relocated branch");
+}
+
 #[test]
 fn call_sites_only_when_the_kernel_tracks_call_depth() {
     let t = Tables {

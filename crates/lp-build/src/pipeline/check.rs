@@ -17,6 +17,8 @@ pub(super) struct Checked {
     pub(super) config_path: PathBuf,
     pub(super) config_text: String,
     pub(super) objtool_on_module: bool,
+    /// CONFIG_FTRACE_MCOUNT_USE_OBJTOOL: objtool makes `__mcount_loc`.
+    pub(super) objtool_mcount: bool,
     /// The ORC and call-site tables the kernel's configuration requires of module code.
     pub(super) code_tables: lp_emit::CodeTables,
     /// How the module is signed.
@@ -194,11 +196,13 @@ pub(super) fn check(args: &BuildArgs, ui: &Ui, scratch: &Path) -> Result<Checked
     };
     check_output_dir(&output_dir)?;
     let objtool_on_module = tree::objtool_on_module(&src.path, &config);
+    let objtool_mcount = tree::objtool_mcount(&config);
     let code_tables = code_tables(&config);
     // Before any build: a kernel that refuses unsigned modules and no key fails here.
     let sign = plan_signing(args, &config, &user_build.dir, ui)?;
     Ok(Checked {
         objtool_on_module,
+        objtool_mcount,
         code_tables,
         sign,
         src,
@@ -370,10 +374,12 @@ pub(super) fn check_packaged(
     let files = apply_patches(&src.path, &patches, scratch, args.fuzz, ui)?;
     let view = packaged::headers_view(&cache_root, &p)?;
     let objtool_on_module = tree::objtool_on_module(&src.path, &config);
+    let objtool_mcount = tree::objtool_mcount(&config);
     let code_tables = code_tables(&config);
     let sign = plan_signing(args, &config, &view, ui)?;
     Ok(Checked {
         objtool_on_module,
+        objtool_mcount,
         code_tables,
         sign,
         src,

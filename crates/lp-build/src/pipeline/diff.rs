@@ -206,6 +206,7 @@ pub(super) fn diff_pairs(
                 parent: parents.get(&object_name).cloned(),
                 exports: Some(exports.clone()),
                 objtool_on_module: c.objtool_on_module,
+                objtool_mcount: c.objtool_mcount,
                 alias_prefix: alias_prefix(&p.rel),
                 explain: ui.debug || args.show_first_changed,
                     };
