@@ -1,13 +1,16 @@
 //! x86_64: relocation classes and the PC adjustment of `R_X86_64_PC32`-style fields (the
-//! instruction boundaries come from iced-x86), the `__fentry__` call of ftrace, the placeholder
+//! instruction boundaries come from yaxpeax-x86, see [`decode_all`]), the `__fentry__` call of
+//! ftrace, the placeholder
 //! (`endbr64; jmp __x86_return_thunk` or `endbr64; ret; int3`), the special sections (with
 //! objtool's), and the `__LINE__` rule on `mov $imm` instructions feeding WARN-style calls.
 
 use super::{Arch, Insns, Placeholder};
 use crate::special::{KeyField, Spec};
 use crate::view::View;
-use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter, Instruction, Mnemonic, OpKind};
+use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter};
 use lp_elf::Reloc;
+use yaxpeax_arch::{Decoder as _, LengthedInstruction, U8Reader};
+use yaxpeax_x86::long_mode::{InstDecoder, Opcode, Operand};
 
 /// The x86_64 architecture.
 pub struct X86_64;
@@ -29,14 +32,9 @@ impl Arch for X86_64 {
     }
 
     fn decode(&self, code: &[u8]) -> Insns {
-        let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
-        let mut spans = Vec::new();
-        let mut insn = Instruction::default();
-        while decoder.can_decode() {
-            decoder.decode_out(&mut insn);
-            spans.push((insn.ip(), insn.len() as u32));
+        Insns {
+            spans: decode_all(code).iter().map(|i| (i.ip, i.len)).collect(),
         }
-        Insns { spans }
     }
 
     /// An x86 PC-relative field's addend is relative to the end of its instruction, not to the
@@ -331,25 +329,108 @@ pub fn reloc_field_size(r_type: u32) -> Option<u64> {
 
 pub use super::is_line_taking_callee;
 
-fn decode_all(code: &[u8]) -> Vec<Instruction> {
-    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+/// One decoded instruction: where it is, its length, and what the `__LINE__` rule asks of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Insn {
+    /// Offset in the section.
+    pub ip: u64,
+    /// Length in bytes (at least 1).
+    pub len: u32,
+    /// What it is.
+    pub kind: InsnKind,
+}
+
+/// What the `__LINE__` rule distinguishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsnKind {
+    /// `mov $imm, DEST`; DEST as decoded (a register, or a memory operand).
+    MovImm(Operand),
+    /// A `call` or `jmp`.
+    CallOrJmp,
+    /// Anything else, and bytes that are no instruction.
+    Other,
+}
+
+/// Decodes `code` from offset 0 to its end.
+///
+/// yaxpeax-x86 does the work: its tables are static, so a process that decodes a few functions
+/// (one `lp-build diff` of a small object) pays nothing to set a decoder up, where iced-x86
+/// builds its tables at first use, about 1 ms of a 2.5 ms process (`cargo xtask bench`). Bytes
+/// yaxpeax-x86 does not take as an instruction get iced-x86's length (an invalid 3DNow! byte
+/// sequence in the corpus is one); the two agree on every instruction of the corpus's code
+/// (`tests/corpus.rs`, `x86_boundaries_agree_with_iced`).
+pub fn decode_all(code: &[u8]) -> Vec<Insn> {
+    let decoder = InstDecoder::default();
     let mut out = Vec::new();
-    while decoder.can_decode() {
-        out.push(decoder.decode());
+    let mut off = 0usize;
+    while let Some(rest) = code.get(off..).filter(|r| !r.is_empty()) {
+        let mut reader = U8Reader::new(rest);
+        let insn = match decoder.decode(&mut reader) {
+            Ok(i) => {
+                let len = i.len().to_const() as u32;
+                let kind = match i.opcode() {
+                    Opcode::MOV
+                        if i.operand_count() == 2
+                            && is_immediate(&i.operand(1))
+                            && !is_movabs(rest) =>
+                    {
+                        InsnKind::MovImm(i.operand(0))
+                    }
+                    Opcode::CALL | Opcode::JMP => InsnKind::CallOrJmp,
+                    _ => InsnKind::Other,
+                };
+                Insn {
+                    ip: off as u64,
+                    len,
+                    kind,
+                }
+            }
+            Err(_) => Insn {
+                ip: off as u64,
+                len: iced_len(code, off),
+                kind: InsnKind::Other,
+            },
+        };
+        off = off.saturating_add(insn.len.max(1) as usize);
+        out.push(insn);
     }
     out
 }
 
-fn is_mov_imm(i: &Instruction) -> bool {
-    matches!(i.mnemonic(), Mnemonic::Mov)
-        && i.op_count() == 2
-        && matches!(
-            i.op1_kind(),
-            OpKind::Immediate32
-                | OpKind::Immediate32to64
-                | OpKind::Immediate16
-                | OpKind::Immediate8
-        )
+/// iced-x86's length of the instruction at `off` (at least 1).
+fn iced_len(code: &[u8], off: usize) -> u32 {
+    let rest = code.get(off..).unwrap_or_default();
+    let mut decoder = Decoder::with_ip(64, rest, 0, DecoderOptions::NONE);
+    (decoder.decode().len() as u32).max(1)
+}
+
+/// An immediate of a `mov`: 8, 16 or 32 bits as encoded (a 32-bit one sign-extended to 64 is
+/// decoded as a 64-bit immediate).
+fn is_immediate(o: &Operand) -> bool {
+    matches!(
+        o,
+        Operand::ImmediateI8 { .. }
+            | Operand::ImmediateU8 { .. }
+            | Operand::ImmediateI16 { .. }
+            | Operand::ImmediateU16 { .. }
+            | Operand::ImmediateI32 { .. }
+            | Operand::ImmediateU32 { .. }
+            | Operand::ImmediateI64 { .. }
+            | Operand::ImmediateU64 { .. }
+    )
+}
+
+/// `movabs $imm64, %reg` (REX.W, then opcode B8+r, after any legacy prefixes): its 8-byte
+/// immediate is a 64-bit constant, never a line number, so the `__LINE__` rule leaves it alone.
+fn is_movabs(bytes: &[u8]) -> bool {
+    const LEGACY: [u8; 11] = [
+        0x66, 0x67, 0xf0, 0xf2, 0xf3, 0x2e, 0x36, 0x3e, 0x26, 0x64, 0x65,
+    ];
+    let start = bytes.iter().position(|b| !LEGACY.contains(b));
+    match start.and_then(|k| bytes.get(k..k.saturating_add(2))) {
+        Some(&[rex, op]) => rex & 0xf8 == 0x48 && (0xb8..=0xbf).contains(&op),
+        _ => false,
+    }
 }
 
 /// True when `orig` and `patched` (same length, identical relocations) differ only in
@@ -371,24 +452,28 @@ pub fn line_only_change(
     }
     let mut any = false;
     for (idx, (x, y)) in a.iter().zip(&b).enumerate() {
-        let (s, l) = (x.ip() as usize, x.len());
-        let (Some(xb), Some(yb)) = (orig.get(s..s + l), patched.get(s..s + l)) else {
+        let (s, l) = (x.ip as usize, x.len as usize);
+        let (Some(xb), Some(yb)) = (
+            orig.get(s..s.saturating_add(l)),
+            patched.get(s..s.saturating_add(l)),
+        ) else {
             return false;
         };
         if xb == yb {
             continue;
         }
-        if x.len() != y.len()
-            || !is_mov_imm(x)
-            || !is_mov_imm(y)
-            || x.op0_register() != y.op0_register()
-        {
+        // The same `mov $imm` to the same destination, only the immediate differs.
+        let same_dest = matches!(
+            (&x.kind, &y.kind),
+            (InsnKind::MovImm(d), InsnKind::MovImm(e)) if d == e
+        );
+        if x.len != y.len || x.ip != y.ip || !same_dest {
             return false;
         }
         // A line-taking call must follow closely.
         let feeds_call = b.iter().skip(idx + 1).take(12).any(|n| {
-            matches!(n.mnemonic(), Mnemonic::Call | Mnemonic::Jmp)
-                && (n.ip()..n.ip() + n.len() as u64)
+            n.kind == InsnKind::CallOrJmp
+                && (n.ip..n.ip + u64::from(n.len))
                     .any(|o| callee_at(o).is_some_and(|c| is_line_taking_callee(&c)))
         });
         if !feeds_call {
@@ -404,7 +489,9 @@ pub fn line_only_change(
 pub fn listing(code: &[u8], reloc_at: &dyn Fn(u64, u64) -> Option<String>) -> Vec<String> {
     let mut fmt = GasFormatter::new();
     let mut out = Vec::new();
-    for insn in decode_all(code) {
+    let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
+    while decoder.can_decode() {
+        let insn = decoder.decode();
         let mut text = String::new();
         fmt.format(&insn, &mut text);
         if let Some(r) = reloc_at(insn.ip(), insn.ip() + insn.len() as u64) {
@@ -432,6 +519,28 @@ mod tests {
         assert_eq!(i.end_of(5), Some(9));
         assert_eq!(i.end_of(14), Some(15));
         assert_eq!(i.end_of(15), None);
+    }
+
+    #[test]
+    fn undecodable_bytes_take_iced_length_and_movabs_is_no_line() {
+        // `0f 0f ff 48` is no 3DNow! instruction (suffix 0x48): yaxpeax-x86 refuses it, iced-x86
+        // takes 4 bytes (warn-detect.ORIG.o has it in .text..refcount); then `ret`.
+        let code = [0x0f, 0x0f, 0xff, 0x48, 0xc3];
+        let i = decode_all(&code);
+        assert_eq!(
+            i.iter().map(|i| (i.ip, i.len)).collect::<Vec<_>>(),
+            [(0, 4), (4, 1)]
+        );
+        // movabs $imm64,%rax is not a `mov $imm` of the rule; mov $imm32,%rax (sign-extended)
+        // and mov $imm32,%r8d are.
+        let movabs = [0x48, 0xb8, 1, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(decode_all(&movabs)[0].kind, InsnKind::Other);
+        for code in [
+            &[0x48u8, 0xc7, 0xc0, 1, 0, 0, 0][..],
+            &[0x41, 0xb8, 1, 0, 0, 0],
+        ] {
+            assert!(matches!(decode_all(code)[0].kind, InsnKind::MovImm(_)));
+        }
     }
 
     #[test]
