@@ -222,13 +222,7 @@ pub(crate) fn builds_of(case: &Path, version: &str) -> Result<Vec<Build>> {
 
 /// A static lpctl for the busybox guest.
 fn lpctl_static() -> Result<PathBuf> {
-    let target = "x86_64-unknown-linux-gnu";
-    crate::run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "-p", "lpctl", "--target", target])
-            .env("RUSTFLAGS", "-C target-feature=+crt-static"),
-    )?;
-    Ok(crate::root().join(format!("target/{target}/release/lpctl")))
+    Ok(crate::static_release(&["lpctl"])?.join("lpctl"))
 }
 
 pub(crate) fn lp_build_binary() -> Result<PathBuf> {

@@ -25,6 +25,13 @@ fn main() -> ExitCode {
         }
     };
     let debug = cli.build.debug();
+    // Errors are printed as one line with a hint, never with a backtrace; yet `RUST_BACKTRACE=1`
+    // in a developer's environment makes anyhow capture one for every error it wraps, which
+    // unwinds the whole stack (4 ms in a short `lp-build diff`, 20 ms in a static binary), for
+    // nothing: no backtrace is printed. Only an explicit RUST_LIB_BACKTRACE is obeyed.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let filter = match cli.build.debug {
         0 => "warn",
         1 => "debug",
