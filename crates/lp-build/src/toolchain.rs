@@ -666,7 +666,10 @@ mod tests {
         let msg = crate::exit::one_line(&e);
         assert!(msg.contains("llvm-ar-19"), "{msg}");
         let hint = crate::exit::hint_of(&e).unwrap_or_default();
-        assert!(hint.contains("apt install clang-19 lld-19 llvm-19"), "{hint}");
+        assert!(
+            hint.contains("apt install clang-19 lld-19 llvm-19"),
+            "{hint}"
+        );
     }
 
     #[test]
