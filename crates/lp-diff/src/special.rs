@@ -20,8 +20,9 @@ use std::collections::BTreeSet;
 pub struct Spec {
     /// Section name.
     pub name: &'static str,
-    /// Made by objtool: dropped when objtool runs on the linked module and makes it again.
-    pub objtool_output: bool,
+    /// Who makes the section: objtool's output is dropped when objtool runs on the linked
+    /// module and makes it again.
+    pub made_by: MadeBy,
     /// Entry size when fixed by the format; `None`: must be supplied.
     pub fixed_size: Option<u64>,
     /// The parallel section whose entries are kept with these (`.orc_unwind` for
@@ -33,6 +34,30 @@ pub struct Spec {
     /// Offset in the entry of the field that points to the code the entry belongs to (0:
     /// the first field).
     pub anchor: u64,
+}
+
+/// Who makes a special section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MadeBy {
+    /// The compiler or the assembler (the kernel's macros): always the patch object's.
+    Compiler,
+    /// objtool, from the compiled code (ORC, `.return_sites`, `.static_call_sites`, ...).
+    Objtool,
+    /// The compiler (`-mrecord-mcount`), or objtool where the compiler cannot
+    /// (`CONFIG_FTRACE_MCOUNT_USE_OBJTOOL`: clang on x86_64): `__mcount_loc`.
+    CompilerOrObjtool,
+}
+
+impl MadeBy {
+    /// objtool makes the section, given whether it makes `__mcount_loc`
+    /// ([`crate::DiffOptions::objtool_mcount`]).
+    pub fn objtool_makes(self, objtool_mcount: bool) -> bool {
+        match self {
+            MadeBy::Compiler => false,
+            MadeBy::Objtool => true,
+            MadeBy::CompilerOrObjtool => objtool_mcount,
+        }
+    }
 }
 
 /// Where the key of a special-section entry is.
@@ -180,9 +205,7 @@ fn round(cl: &mut Closure, out: &mut Refusals) -> bool {
         // for ORC, fails) when one of the linked objects already has it: a patch object of a
         // module that objtool checked when it was compiled (a single-object module such as
         // binfmt_misc) must not carry its entries.
-        let objtool_makes =
-            spec.objtool_output || (spec.name == "__mcount_loc" && cl.opts.objtool_mcount);
-        if objtool_makes && cl.opts.objtool_on_module {
+        if spec.made_by.objtool_makes(cl.opts.objtool_mcount) && cl.opts.objtool_on_module {
             continue;
         }
         let relocs = p.relocs(sec);

@@ -5,7 +5,7 @@
 //! `__bug_table`, `__ex_table`, `__jump_table`, `.printk_index`.
 
 use super::{Arch, Insns, Placeholder};
-use crate::special::{KeyField, Spec};
+use crate::special::{KeyField, MadeBy, Spec};
 use crate::view::View;
 
 /// The aarch64 architecture.
@@ -80,7 +80,7 @@ impl Arch for Aarch64 {
 const fn given(name: &'static str) -> Spec {
     Spec {
         name,
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: None,
         parallel: None,
         key_field: None,

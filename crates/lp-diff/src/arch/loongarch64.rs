@@ -4,7 +4,7 @@
 //! (`.orc_unwind_ip` with its parallel `.orc_unwind`) and objtool's `.discard.annotate_insn`.
 
 use super::{Arch, Insns, Placeholder};
-use crate::special::{KeyField, Spec};
+use crate::special::{KeyField, MadeBy, Spec};
 use crate::view::View;
 
 /// The loongarch64 architecture.
@@ -65,7 +65,7 @@ impl Arch for Loongarch64 {
 const fn given(name: &'static str) -> Spec {
     Spec {
         name,
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: None,
         parallel: None,
         key_field: None,
@@ -83,7 +83,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     given(".altinstructions"),
     Spec {
-        objtool_output: true,
+        made_by: MadeBy::Objtool,
         fixed_size: Some(4),
         parallel: Some(".orc_unwind"),
         ..given(".orc_unwind_ip")

@@ -7,7 +7,7 @@
 //! `__mcount_loc`.
 
 use super::{Arch, Insns, Placeholder};
-use crate::special::{KeyField, Spec};
+use crate::special::{KeyField, MadeBy, Spec};
 use crate::view::View;
 
 /// The ppc64le architecture.
@@ -94,7 +94,7 @@ impl Arch for Ppc64le {
 const fn given(name: &'static str) -> Spec {
     Spec {
         name,
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: None,
         parallel: None,
         key_field: None,

@@ -7,7 +7,7 @@
 //! `__bug_table`, `__ex_table`, `__jump_table`, `.printk_index`, `__mcount_loc`.
 
 use super::{Arch, Insns, Placeholder};
-use crate::special::{KeyField, Spec};
+use crate::special::{KeyField, MadeBy, Spec};
 use crate::view::View;
 use lp_elf::Reloc;
 
@@ -140,7 +140,7 @@ impl Arch for S390x {
 const fn given(name: &'static str) -> Spec {
     Spec {
         name,
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: None,
         parallel: None,
         key_field: None,

@@ -5,7 +5,7 @@
 //! objtool's), and the `__LINE__` rule on `mov $imm` instructions feeding WARN-style calls.
 
 use super::{Arch, Insns, Placeholder};
-use crate::special::{KeyField, Spec};
+use crate::special::{KeyField, MadeBy, Spec};
 use crate::view::View;
 use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter};
 use lp_elf::Reloc;
@@ -114,7 +114,7 @@ pub fn is_pc_relative(r_type: u32) -> bool {
 pub const SPECIALS: &[Spec] = &[
     Spec {
         name: "__bug_table",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: None,
         parallel: None,
         key_field: None,
@@ -122,7 +122,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: "__ex_table",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: None,
         parallel: None,
         key_field: None,
@@ -130,7 +130,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: "__jump_table",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: None,
         parallel: None,
         key_field: Some(KeyField::JumpEntry),
@@ -138,7 +138,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".static_call_sites",
-        objtool_output: true,
+        made_by: MadeBy::Objtool,
         fixed_size: None,
         parallel: None,
         key_field: Some(KeyField::At(4)),
@@ -146,7 +146,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".altinstructions",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: None,
         parallel: None,
         key_field: None,
@@ -154,7 +154,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".parainstructions",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: None,
         parallel: None,
         key_field: None,
@@ -162,7 +162,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".printk_index",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: Some(8),
         parallel: None,
         key_field: None,
@@ -170,7 +170,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".smp_locks",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: Some(4),
         parallel: None,
         key_field: None,
@@ -178,7 +178,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".retpoline_sites",
-        objtool_output: true,
+        made_by: MadeBy::Objtool,
         fixed_size: Some(4),
         parallel: None,
         key_field: None,
@@ -186,7 +186,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".return_sites",
-        objtool_output: true,
+        made_by: MadeBy::Objtool,
         fixed_size: Some(4),
         parallel: None,
         key_field: None,
@@ -194,7 +194,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".call_sites",
-        objtool_output: true,
+        made_by: MadeBy::Objtool,
         fixed_size: Some(4),
         parallel: None,
         key_field: None,
@@ -202,7 +202,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".ibt_endbr_seal",
-        objtool_output: true,
+        made_by: MadeBy::Objtool,
         fixed_size: Some(4),
         parallel: None,
         key_field: None,
@@ -210,7 +210,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".kcfi_traps",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: Some(4),
         parallel: None,
         key_field: None,
@@ -218,7 +218,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: "__mcount_loc",
-        objtool_output: false,
+        made_by: MadeBy::CompilerOrObjtool,
         fixed_size: Some(8),
         parallel: None,
         key_field: None,
@@ -226,7 +226,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".orc_unwind_ip",
-        objtool_output: true,
+        made_by: MadeBy::Objtool,
         fixed_size: Some(4),
         parallel: Some(".orc_unwind"),
         key_field: None,
@@ -235,7 +235,7 @@ pub const SPECIALS: &[Spec] = &[
     // objtool's input annotations: kept for the included code when objtool checks the module.
     Spec {
         name: ".discard.annotate_insn",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: Some(8),
         parallel: None,
         key_field: None,
@@ -243,7 +243,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".discard.reachable",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: Some(4),
         parallel: None,
         key_field: None,
@@ -251,7 +251,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".discard.unreachable",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: Some(4),
         parallel: None,
         key_field: None,
@@ -259,7 +259,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".discard.retpoline_safe",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: Some(4),
         parallel: None,
         key_field: None,
@@ -267,7 +267,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".discard.instr_begin",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: Some(4),
         parallel: None,
         key_field: None,
@@ -275,7 +275,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".discard.instr_end",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: Some(4),
         parallel: None,
         key_field: None,
@@ -283,7 +283,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".discard.noendbr",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: Some(4),
         parallel: None,
         key_field: None,
@@ -291,7 +291,7 @@ pub const SPECIALS: &[Spec] = &[
     },
     Spec {
         name: ".discard.intra_function_calls",
-        objtool_output: false,
+        made_by: MadeBy::Compiler,
         fixed_size: Some(4),
         parallel: None,
         key_field: None,
