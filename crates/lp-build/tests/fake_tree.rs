@@ -42,6 +42,18 @@ fn success_leaves_everything_as_found_and_reuses_the_cache() {
         "{}",
         text(&o)
     );
+    // The cache build compiled the objects, the module's too, and linked nothing: which binary
+    // an object belongs to came from the user's build.
+    let cache = f.cache_build().expect("a cache build");
+    for obj in ["init/main.o", "fs/proc/cmdline.o", "drivers/foo/foo.o"] {
+        assert!(cache.join(obj).is_file(), "{obj} not compiled in the cache");
+    }
+    for linked in ["vmlinux", "vmlinux.a", "drivers/foo/foo.ko"] {
+        assert!(
+            !cache.join(linked).exists(),
+            "the cache build linked {linked}"
+        );
+    }
     assert_eq!(
         before_src,
         snapshot(&f.src, &all),

@@ -126,8 +126,8 @@ pub(super) fn original_build(
     let first = !kb.build.join(".config").exists();
     if first {
         ui.info(&format!(
-            "original build: first use of this tree, configuration and compiler: building the \
-             kernel with function sections in {} (this takes a while)",
+            "original build: first use of this tree, configuration and compiler: compiling the \
+             kernel's objects with function sections in {} (this takes a while)",
             kb.build.display()
         ));
         fs::copy(&c.config_path, kb.build.join(".config")).with_context(|| {
@@ -146,10 +146,14 @@ pub(super) fn original_build(
         )?;
     }
     let started = SystemTime::now();
+    // Only the objects are needed (the pairs' originals); linking vmlinux and the modules
+    // (kallsyms, BTF, modpost) would be a good part of a cold build for nothing. Which binary
+    // an object belongs to is read from the user's complete build.
+    let top = fs::read_to_string(kb.src.join("Makefile")).unwrap_or_default();
     make(
         ui,
         "building the original kernel",
-        kb.command(&["vmlinux", "modules"]),
+        kb.command(&patched_goals(&top)),
         &kb.log,
         "building the original kernel (without the patch)",
     )
@@ -294,7 +298,8 @@ pub(super) fn packaged_goals(files: &[apply::FileResult]) -> Result<Vec<String>>
     Ok(goals)
 }
 
-/// The make goals that compile every object of vmlinux and the modules without linking
+/// The make goals of the original (cache) build and of the patched build: they compile every
+/// object of vmlinux and the modules without linking
 /// anything (so nothing but the compiler runs, and no link-time object such as
 /// `init/version-timestamp.o` is rebuilt): the top Makefile's descend target, `.` (its
 /// `$(build-dir)`, 5.19+) or `descend` (older), with `KBUILD_MODULES=1` so module objects are

@@ -210,11 +210,12 @@ fn pipeline(args: &BuildArgs, ui: &Ui, tmp_path: &Path, started: Instant) -> Res
     drop(span);
     signals::check()?;
 
-    // Which binary each object is linked into: kbuild's records of a complete build, or for a
-    // distribution kernel the object's own compile command (module objects are compiled with
-    // -DMODULE and their module's name); vmlinux membership is checked with vmlinux's symbols.
+    // Which binary each object is linked into: kbuild's records of the user's complete build
+    // (the cache build compiles objects and links nothing), or for a distribution kernel the
+    // object's own compile command (module objects are compiled with -DMODULE and their
+    // module's name); vmlinux membership is checked with vmlinux's symbols.
     let objects = match &c.packaged {
-        None => Some(Objects::read(&build_dir)?),
+        None => Some(Objects::read(&c.user_build.dir)?),
         Some(_) => None,
     };
     let mut ignored = Vec::new();
