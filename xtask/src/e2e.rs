@@ -220,21 +220,21 @@ pub(crate) fn builds_of(case: &Path, version: &str) -> Result<Vec<Build>> {
         .collect()
 }
 
+/// lp-build and lpctl exactly as the package ships them (static release binaries, built
+/// together by [`crate::static_release`] as `cargo xtask dist` builds them): the cases test
+/// the shipped binaries, and one release build serves the host's lp-build and the guest's
+/// lpctl.
+fn release_binaries() -> Result<PathBuf> {
+    crate::static_release(&["lp-build", "lpctl"])
+}
+
 /// A static lpctl for the busybox guest.
 fn lpctl_static() -> Result<PathBuf> {
-    Ok(crate::static_release(&["lpctl"])?.join("lpctl"))
+    Ok(release_binaries()?.join("lpctl"))
 }
 
 pub(crate) fn lp_build_binary() -> Result<PathBuf> {
-    crate::run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args([
-            "build",
-            "--release",
-            "-p",
-            "lp-build",
-        ]),
-    )?;
-    Ok(crate::root().join("target/release/lp-build"))
+    Ok(release_binaries()?.join("lp-build"))
 }
 
 /// Runs one build of a case; returns the module path for `module` outcomes.
