@@ -9,6 +9,7 @@ use std::process::Command;
 mod archmap;
 mod bench_distro;
 mod bench_klp;
+mod bench_ref;
 mod deb;
 mod dist;
 mod distro;
@@ -210,10 +211,6 @@ fn bench(args: &BenchArgs) -> Result<()> {
     whole_process_bench()
 }
 
-/// The reference tool (kpatch's create-diff-object 0.9.11) over the same 43 pairs as processes,
-/// as measured when the corpus was made (README, Benchmarks); it is not installed here.
-const REFERENCE_WHOLE_PROCESS_MS: f64 = 1300.0;
-
 /// The host's target triple (`rustc -vV`).
 fn host_triple() -> Result<String> {
     let out = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
@@ -249,26 +246,33 @@ pub(crate) fn static_release(packages: &[&str]) -> Result<PathBuf> {
 /// The differ as a whole process (`lp-build diff ORIG PATCHED -o OUT`, start-up included) over
 /// every pair of the x86_64 corpus (the PATCHED file `cases.tsv` names, so a pair that must be
 /// refused is diffed, not a missing file), one process per pair, each writing a new output
-/// file as a build does: the static binary that the package ships and the default dynamic
-/// `cargo build --release`, and as many `/bin/true` processes (the machine's floor for starting
-/// a process), interleaved in each of 7 rounds; best and median.
+/// file as a build does, side by side in each of 7 interleaved rounds: `/bin/true` (the
+/// machine's floor for starting a process), the static binary that the package ships, the
+/// default dynamic `cargo build --release`, and the reference tool (kpatch's create-diff-object
+/// 0.9.11, [`bench_ref`]) given the same pairs and entry sizes; best and median.
 fn whole_process_bench() -> Result<()> {
     run(cargo().args(["build", "--release", "-q", "-p", "lp-build"]))?;
     let dynamic = root().join("target/release/lp-build");
-    let static_ = static_release(&["lp-build"])?.join("lp-build");
+    let static_ = static_release(&["lp-build", "lpctl"])?.join("lp-build");
+    let reference = bench_ref::create_diff_object()?;
     let corpus = std::env::var_os("LP_CORPUS")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("../shared/corpus/kpatch-unit-x86_64"));
-    let tsv = std::fs::read_to_string(corpus.join("cases.tsv"))
-        .with_context(|| format!("reading {}/cases.tsv", corpus.display()))?;
-    let pairs: Vec<(String, String)> = tsv
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let mut f = l.split('\t');
-            Some((f.next()?.to_string(), f.next()?.to_string()))
-        })
-        .collect();
+    if !corpus.join("cases.tsv").is_file() {
+        bail!(
+            "no corpus at {}: set LP_CORPUS to the kpatch-unit-x86_64 directory",
+            corpus.display()
+        );
+    }
+    std::env::set_var("LP_CORPUS", &corpus);
+    let cases = lp_testutil::cases();
+    let scratch = std::env::temp_dir().join(format!("lp-bench-{}", std::process::id()));
+    let inputs_dir = scratch.join("inputs");
+    std::fs::create_dir_all(&inputs_dir)?;
+    let mut ref_inputs = Vec::new();
+    for c in &cases {
+        ref_inputs.push(bench_ref::inputs(&inputs_dir, &c.name, &c.orig)?);
+    }
     let quiet = |c: &mut Command| -> Result<()> {
         c.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -276,67 +280,91 @@ fn whole_process_bench() -> Result<()> {
             .status()?;
         Ok(())
     };
-    let runs: [(&str, Option<&Path>); 3] = [
-        ("/bin/true (floor)", None),
-        ("lp-build, static (as packaged)", Some(&static_)),
-        ("lp-build, dynamic (cargo build --release)", Some(&dynamic)),
+    #[derive(Clone, Copy)]
+    enum Tool<'a> {
+        True,
+        LpBuild(&'a Path),
+        Reference,
+    }
+    let runs: [(&str, Tool); 4] = [
+        ("/bin/true (floor)", Tool::True),
+        ("lp-build, static (as packaged)", Tool::LpBuild(&static_)),
+        (
+            "lp-build, dynamic (cargo build --release)",
+            Tool::LpBuild(&dynamic),
+        ),
+        ("reference: create-diff-object 0.9.11 -O2", Tool::Reference),
     ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); runs.len()];
-    let mut slowest = (0.0f64, String::new());
-    let scratch = std::env::temp_dir().join(format!("lp-bench-{}", std::process::id()));
+    // The slowest single pair of each tool, over all rounds.
+    let mut slowest = vec![(0.0f64, String::new()); runs.len()];
+    let out_dir = scratch.join("out");
     for _ in 0..7 {
-        for (k, (_, bin)) in runs.iter().enumerate() {
-            let _ = std::fs::remove_dir_all(&scratch);
-            std::fs::create_dir_all(&scratch)?;
+        for (k, (_, tool)) in runs.iter().enumerate() {
+            let _ = std::fs::remove_dir_all(&out_dir);
+            std::fs::create_dir_all(&out_dir)?;
             let t = std::time::Instant::now();
-            for (case, patched) in &pairs {
+            for (case, inputs) in cases.iter().zip(&ref_inputs) {
+                let out = out_dir.join(format!("{}.o", case.name));
                 let one = std::time::Instant::now();
-                match bin {
-                    None => quiet(&mut Command::new("/bin/true"))?,
-                    Some(b) => quiet(
-                        Command::new(b)
-                            .arg("diff")
-                            .arg(corpus.join(format!("{case}.ORIG.o")))
-                            .arg(corpus.join(patched))
+                match tool {
+                    Tool::True => quiet(&mut Command::new("/bin/true"))?,
+                    Tool::LpBuild(b) => {
+                        let mut c = Command::new(b);
+                        c.arg("diff")
+                            .arg(&case.orig)
+                            .arg(&case.patched)
                             .arg("-o")
-                            .arg(scratch.join(format!("{case}.o"))),
-                    )?,
+                            .arg(&out);
+                        for (sec, size) in case.fixed_entry_sizes() {
+                            c.arg("--entry-size").arg(format!("{sec}={size}"));
+                        }
+                        quiet(&mut c)?;
+                    }
+                    Tool::Reference => quiet(&mut bench_ref::command(
+                        &reference,
+                        &case.orig,
+                        &case.patched,
+                        inputs,
+                        &case.reference_sizes(),
+                        &out,
+                    ))?,
                 }
                 let d = one.elapsed().as_secs_f64();
-                if k == 1 && d > slowest.0 {
-                    slowest = (d, case.clone());
+                if d > slowest[k].0 {
+                    slowest[k] = (d, case.name.clone());
                 }
             }
             times[k].push(t.elapsed().as_secs_f64());
         }
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    let n = pairs.len().max(1) as f64;
+    let n = cases.len().max(1) as f64;
     println!(
-        "whole process: {} pairs, one process each, 7 interleaved rounds:",
-        pairs.len()
+        "whole process: {} pairs, one process each, 7 interleaved rounds (same pairs and entry \
+         sizes for both tools):",
+        cases.len()
     );
     let mut best = Vec::new();
-    for ((name, _), t) in runs.iter().zip(&mut times) {
+    for (((name, _), t), slow) in runs.iter().zip(&mut times).zip(&slowest) {
         t.sort_by(f64::total_cmp);
         let (b, m) = (t[0], t[t.len() / 2]);
         best.push(b);
         println!(
-            "  {name:44} best {:6.1} ms ({:.2} ms a pair), median {:6.1} ms",
+            "  {name:44} best {:7.1} ms ({:.2} ms a pair), median {:7.1} ms; slowest pair {:.1} ms ({})",
             b * 1000.0,
             b * 1000.0 / n,
-            m * 1000.0
+            m * 1000.0,
+            slow.0 * 1000.0,
+            slow.1
         );
     }
     println!(
-        "  the reference's {:.0} ms is {:.1}x the static lp-build's best, {:.1}x the dynamic one's; \
-         the floor alone caps the ratio at {:.1}x; slowest single static run {:.1} ms ({})",
-        REFERENCE_WHOLE_PROCESS_MS,
-        REFERENCE_WHOLE_PROCESS_MS / (best[1] * 1000.0),
-        REFERENCE_WHOLE_PROCESS_MS / (best[2] * 1000.0),
-        REFERENCE_WHOLE_PROCESS_MS / (best[0] * 1000.0),
-        slowest.0 * 1000.0,
-        slowest.1
+        "  the reference's best is {:.1}x the static lp-build's, {:.1}x the dynamic one's; the \
+         floor alone would cap the ratio at {:.1}x",
+        best[3] / best[1],
+        best[3] / best[2],
+        best[3] / best[0],
     );
     Ok(())
 }

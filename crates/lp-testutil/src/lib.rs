@@ -76,22 +76,29 @@ fn list(field: &str) -> Vec<String> {
     }
 }
 
+/// The reference tool's environment variables for special-section entry sizes (kpatch-build
+/// exports them to create-diff-object) and the sections they size, as the corpus README
+/// names them.
+pub const REFERENCE_SIZE_NAMES: &[(&str, &str)] = &[
+    ("PARA_STRUCT_SIZE", ".parainstructions"),
+    ("EX_STRUCT_SIZE", "__ex_table"),
+    ("BUG_STRUCT_SIZE", "__bug_table"),
+    ("ALT_STRUCT_SIZE", ".altinstructions"),
+    ("JUMP_STRUCT_SIZE", "__jump_table"),
+    ("ORC_STRUCT_SIZE", ".orc_unwind"),
+    ("STATIC_CALL_STRUCT_SIZE", ".static_call_sites"),
+    ("PRINTK_INDEX_STRUCT_SIZE", ".printk_index"),
+];
+
 /// The corpus README's names for special-section entry sizes, as section names.
 fn sections_for_reference_name(name: &str) -> Option<&'static [&'static str]> {
     if name == "FIXUP_STRUCT_SIZE" {
         return Some(&["__ftr_fixup", "__mmu_ftr_fixup", "__fw_ftr_fixup"]);
     }
-    Some(std::slice::from_ref(match name {
-        "PARA_STRUCT_SIZE" => &".parainstructions",
-        "EX_STRUCT_SIZE" => &"__ex_table",
-        "BUG_STRUCT_SIZE" => &"__bug_table",
-        "ALT_STRUCT_SIZE" => &".altinstructions",
-        "JUMP_STRUCT_SIZE" => &"__jump_table",
-        "ORC_STRUCT_SIZE" => &".orc_unwind",
-        "STATIC_CALL_STRUCT_SIZE" => &".static_call_sites",
-        "PRINTK_INDEX_STRUCT_SIZE" => &".printk_index",
-        _ => return None,
-    }))
+    REFERENCE_SIZE_NAMES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, sec)| std::slice::from_ref(sec))
 }
 
 /// Entry sizes where the x86_64 corpus's default does not fit the objects, which the differ
@@ -114,6 +121,16 @@ impl Case {
             }
         }
         sizes
+    }
+
+    /// [`Case::fixed_entry_sizes`] as the reference tool takes them: environment variables
+    /// ([`REFERENCE_SIZE_NAMES`]), so both tools are given the same sizes.
+    pub fn reference_sizes(&self) -> Vec<(&'static str, u64)> {
+        let sizes = self.fixed_entry_sizes();
+        REFERENCE_SIZE_NAMES
+            .iter()
+            .filter_map(|(name, sec)| Some((*name, *sizes.get(*sec)?)))
+            .collect()
     }
 
     /// Entry sizes by section name: the corpus README's defaults, then the row's overrides.
