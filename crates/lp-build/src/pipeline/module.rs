@@ -20,15 +20,10 @@ pub(super) fn entry_sizes(
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     fs::write(dir.join("lp_probe.c"), probe::probe_source())?;
     fs::write(dir.join("Kbuild"), "obj-m := lp_probe.o\n")?;
-    let mut cmd = match &c.packaged {
-        None => {
-            let mut cmd = kb.command(&[]);
-            cmd.arg(format!("M={}", dir.display()));
-            cmd
-        }
-        // Against the headers package, which the livepatch module is built against too.
-        Some(_) => module_make(c, &dir),
-    };
+    // Against the running kernel's build (or headers package), as the livepatch module is:
+    // lp-build's cache build compiles objects and links nothing, so it has no Module.symvers
+    // for modpost.
+    let mut cmd = module_make(c, &dir);
     cmd.arg("modules");
     make(
         ui,

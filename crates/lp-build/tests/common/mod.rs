@@ -58,7 +58,9 @@ endif
 
 ifneq ($(M),)
 # External modules (the entry-size probe).
+# modpost needs the kernel's Module.symvers, as kbuild's does.
 modules:
+	@test -f $(objtree)/Module.symvers || { echo 'ERROR: modpost: "module_layout" undefined ($(objtree)/Module.symvers is missing)'; exit 1; }
 	@if [ -n "$$FAKE_MODULE_PAUSE" ]; then touch "$$FAKE_MODULE_PAUSE"; sleep 30; fi
 	cd $(M) && for c in *.c; do $(CC) $(KCFLAGS) $(CFLAGS_KERNEL) -DCONFIG_BUG \
 		-DCONFIG_GENERIC_BUG -DCONFIG_JUMP_LABEL -c -o $${c%.c}.o $$c || exit 1; done
