@@ -15,7 +15,8 @@ use crate::refusal::{Refusal, Refusals};
 use crate::special::Kept;
 use crate::view::{Target, View};
 use crate::DiffOptions;
-use std::collections::{BTreeMap, HashMap};
+use crate::HashMap;
+use std::collections::BTreeMap;
 
 /// What goes into the patch object.
 pub struct Plan {
@@ -112,7 +113,7 @@ impl<'a, 'b> Closure<'a, 'b> {
         opts: &'b DiffOptions,
     ) -> Self {
         let nsyms = p.obj.symbols.len();
-        let mut cold_children: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut cold_children: HashMap<usize, Vec<usize>> = HashMap::default();
         for i in 0..nsyms {
             if let Some(pi) = p.child_parent(i) {
                 cold_children.entry(pi).or_default().push(i);

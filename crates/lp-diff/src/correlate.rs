@@ -6,7 +6,7 @@
 
 use crate::names;
 use crate::view::{Target, View};
-use std::collections::HashMap;
+use crate::HashMap;
 
 /// The pairing.
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ fn exact_names(o: &View, p: &View, c: &mut Correlation) {
 /// 2. Renamed clones: unpaired functions with the same canonical name, unique both sides.
 fn renamed_clones(o: &View, p: &View, c: &mut Correlation) {
     let canon_unpaired = |v: &View, paired: &[Option<usize>]| {
-        let mut m: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut m: HashMap<String, Vec<usize>> = HashMap::default();
         for (i, s) in v.obj.symbols.iter().enumerate() {
             if paired[i].is_none()
                 && s.is_func()
@@ -126,7 +126,7 @@ fn renamed_clones(o: &View, p: &View, c: &mut Correlation) {
 /// 3. Static locals, through the paired functions that reference them; those no function
 ///    references (or referenced only by data): by name as a last resort.
 fn static_locals(o: &View, p: &View, c: &mut Correlation) {
-    let mut p_users: HashMap<usize, Vec<usize>> = HashMap::new();
+    let mut p_users: HashMap<usize, Vec<usize>> = HashMap::default();
     for (psec, _) in p.obj.sections.iter().enumerate() {
         let Some(pf) = p.bundled[psec] else { continue };
         if !p.obj.symbols[pf].is_func() {
@@ -195,7 +195,7 @@ fn static_locals(o: &View, p: &View, c: &mut Correlation) {
 /// Sections: through bundled symbols, else unique names; relocation sections follow their
 /// targets.
 fn sections(o: &View, p: &View, c: &mut Correlation) {
-    let mut o_by_secname: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut o_by_secname: HashMap<String, Vec<usize>> = HashMap::default();
     for (i, s) in o.obj.sections.iter().enumerate() {
         if o.bundled[i].is_none() && !s.is_reloc() && !names::is_numbered_section(&s.name_str()) {
             o_by_secname
@@ -204,7 +204,7 @@ fn sections(o: &View, p: &View, c: &mut Correlation) {
                 .push(i);
         }
     }
-    let mut p_by_secname: HashMap<String, usize> = HashMap::new();
+    let mut p_by_secname: HashMap<String, usize> = HashMap::default();
     for (i, s) in p.obj.sections.iter().enumerate() {
         if p.bundled[i].is_none() && !s.is_reloc() {
             *p_by_secname.entry(s.name_str().into_owned()).or_default() += 1;

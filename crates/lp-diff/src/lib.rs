@@ -33,6 +33,11 @@ use std::collections::{BTreeMap, HashSet};
 
 pub use parent::Parent;
 
+/// The differ's maps by symbol name or index: foldhash instead of std's SipHash (a good part of
+/// indexing an object's symbols), randomly seeded per process like std's; nothing iterates one
+/// into an output, so their order never reaches a byte of it.
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// What the caller tells the differ about the object being diffed.
 #[derive(Debug, Clone, Default)]
 pub struct DiffOptions {

@@ -9,6 +9,7 @@ use crate::closure::Plan;
 use crate::compare::{Comparison, Status};
 use crate::klp_reloc::{Relocations, To};
 use crate::view::View;
+use crate::HashMap;
 use crate::{
     meta, CallbackRecord, DiffError, DiffOptions, FuncRecord, KlpRelocRecord, PatchRecord,
     StateRecord,
@@ -16,7 +17,6 @@ use crate::{
 use lp_elf::klp::KlpRelocEntry;
 use lp_elf::{Object, Reloc, Section, SectionData, SymSection, Symbol};
 use object::elf;
-use std::collections::HashMap;
 
 use crate::arch::x86_64::RETURN_THUNK;
 
@@ -130,10 +130,10 @@ pub fn write(
 ) -> Result<(Vec<u8>, PatchRecord), DiffError> {
     let mut out = Out {
         obj: Object::new_relocatable(p.obj.e_machine),
-        sec_map: HashMap::new(),
-        sec_sym: HashMap::new(),
-        sym_map: HashMap::new(),
-        externals: HashMap::new(),
+        sec_map: HashMap::default(),
+        sec_sym: HashMap::default(),
+        sym_map: HashMap::default(),
+        externals: HashMap::default(),
         placeholder: None,
         placeholder_relocs: None,
         return_thunk: p
@@ -344,7 +344,7 @@ fn write_klp_metadata(out: &mut Out, record: &mut PatchRecord) {
         return;
     }
     let mut strs: Vec<u8> = Vec::new();
-    let mut str_off: HashMap<String, u64> = HashMap::new();
+    let mut str_off: HashMap<String, u64> = HashMap::default();
     let mut entries = Vec::new();
     let mut relocs = Vec::new();
     for (k, (osec, offset, r_type, name, addend)) in out.klp.iter().enumerate() {

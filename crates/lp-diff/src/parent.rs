@@ -5,8 +5,8 @@
 //! position of a symbol is its 1-based rank among same-named symbols, or 0 when the name is
 //! unique. Local symbols belong to the source file of the `STT_FILE` symbol before them.
 
+use crate::HashMap;
 use lp_elf::Object;
-use std::collections::HashMap;
 
 /// One symbol of the parent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub enum PosError {
 impl Parent {
     /// How many symbols of each name it has: what the validator needs to check that a
     /// livepatch position is unambiguous.
-    pub fn name_counts(&self) -> HashMap<String, usize> {
+    pub fn name_counts(&self) -> std::collections::HashMap<String, usize> {
         self.by_name
             .iter()
             .map(|(k, v)| (k.clone(), v.len()))
@@ -83,7 +83,7 @@ impl Parent {
             });
         }
         syms.sort_by_key(|s| s.order);
-        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::default();
         for (i, s) in syms.iter().enumerate() {
             by_name.entry(s.name.clone()).or_default().push(i);
         }

@@ -3,8 +3,9 @@
 
 use crate::arch::{Arch, Insns};
 use crate::names;
+use crate::HashMap;
 use lp_elf::{Object, Reloc, SectionData};
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 /// What a relocation points to, independent of how the compiler spelled it.
@@ -45,11 +46,11 @@ pub struct View<'a> {
     /// Named function/object symbols defined in each section, by value.
     pub in_section: Vec<Vec<usize>>,
     /// Symbols by name.
-    pub by_name: HashMap<String, Vec<usize>>,
-    /// Symbol names (lossy UTF-8).
-    pub names: Vec<String>,
-    /// Section names (lossy UTF-8).
-    pub sec_names: Vec<String>,
+    pub by_name: HashMap<Cow<'a, str>, Vec<usize>>,
+    /// Symbol names (lossy UTF-8; borrowed from the object unless they needed repair).
+    pub names: Vec<Cow<'a, str>>,
+    /// Section names (lossy UTF-8, borrowed likewise).
+    pub sec_names: Vec<Cow<'a, str>>,
     insns: Vec<OnceLock<Insns>>,
 }
 
@@ -61,12 +62,8 @@ impl<'a> View<'a> {
         let mut section_sym = vec![None; n];
         let mut bundled = vec![None; n];
         let mut in_section: Vec<Vec<usize>> = vec![Vec::new(); n];
-        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
-        let names: Vec<String> = obj
-            .symbols
-            .iter()
-            .map(|s| s.name_str().into_owned())
-            .collect();
+        let mut by_name: HashMap<Cow<'a, str>, Vec<usize>> = HashMap::default();
+        let names: Vec<Cow<'a, str>> = obj.symbols.iter().map(|s| s.name_str()).collect();
         for (i, s) in obj.symbols.iter().enumerate().skip(1) {
             let Some(sec) = s.section_index().filter(|&x| x < n) else {
                 if !names[i].is_empty() {
@@ -101,23 +98,19 @@ impl<'a> View<'a> {
             in_section,
             by_name,
             names,
-            sec_names: obj
-                .sections
-                .iter()
-                .map(|s| s.name_str().into_owned())
-                .collect(),
+            sec_names: obj.sections.iter().map(|s| s.name_str()).collect(),
             insns: (0..n).map(|_| OnceLock::new()).collect(),
         }
     }
 
     /// Name of symbol `i`.
     pub fn name(&self, i: usize) -> &str {
-        self.names.get(i).map(String::as_str).unwrap_or("")
+        self.names.get(i).map(|n| &**n).unwrap_or("")
     }
 
     /// Name of section `i`.
     pub fn sec_name(&self, i: usize) -> std::borrow::Cow<'_, str> {
-        std::borrow::Cow::Borrowed(self.sec_names.get(i).map(String::as_str).unwrap_or(""))
+        Cow::Borrowed(self.sec_names.get(i).map(|n| &**n).unwrap_or(""))
     }
 
     /// Relocations applying to section `sec`.
@@ -148,7 +141,9 @@ impl<'a> View<'a> {
     pub fn symbol_at(&self, sec: usize, offset: i64) -> Option<usize> {
         let cands = self.in_section.get(sec)?;
         let off = u64::try_from(offset).ok()?;
-        cands.iter().copied().rev().find(|&i| {
+        // `cands` is sorted by value: the ones after the partition point start past `off`.
+        let below = cands.partition_point(|&i| self.obj.symbols[i].value <= off);
+        cands[..below].iter().copied().rev().find(|&i| {
             let s = &self.obj.symbols[i];
             s.value <= off
                 && (off < s.value.saturating_add(s.size) || (s.size == 0 && off == s.value))
